@@ -1,0 +1,99 @@
+"""Concrete models covering each variant the app must handle."""
+
+import uuid
+
+from django.db import models
+
+from versioning.fields import PinnedForeignKey
+from versioning.models import Versioned
+
+
+class Example(Versioned):
+    """The seed's first story."""
+
+    data = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.data
+
+
+class Child(Versioned):
+    data = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.data
+
+
+class Parent(models.Model):
+    """A plain model; its one-to-one follows the child from version to version."""
+
+    child = models.OneToOneField(
+        Child, null=True, on_delete=models.SET_NULL, related_name="parent"
+    )
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50)
+
+    def __str__(self):
+        return self.name
+
+
+class Item(Versioned):
+    name = models.CharField(max_length=100)
+    price = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    description = models.TextField(blank=True, default="")
+    attributes = models.JSONField(default=dict, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="items")
+
+    class Meta:
+        # Does not inherit Versioned.Meta: the version constraints must still exist.
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(valid_to__isnull=True),
+                name="item_name_unique_when_current",
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Order(models.Model):
+    """A plain referrer: its key follows the item."""
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="orders")
+    quantity = models.PositiveIntegerField(default=1)
+
+
+class OrderLine(models.Model):
+    """A pinned referrer: keeps the item version it was sold at."""
+
+    item = PinnedForeignKey(Item, related_name="order_lines")
+
+
+class Review(Versioned):
+    """A versioned referrer."""
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reviews")
+    text = models.TextField()
+
+
+class Bundle(models.Model):
+    """A many-to-many declared elsewhere, pointing at the versioned model."""
+
+    name = models.CharField(max_length=50)
+    items = models.ManyToManyField(Item, related_name="bundles")
+
+
+class Document(Versioned):
+    """A UUID primary key."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=100)
+    body = models.TextField(blank=True, default="")
+
+    def __str__(self):
+        return self.title

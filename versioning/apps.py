@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class VersioningConfig(AppConfig):
+    name = "versioning"
+    verbose_name = _("Versioning")
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,153 @@
+"""System checks for versioned models (ids versioning.E001..., versioning.W001...)."""
+
+from __future__ import annotations
+
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+
+SCOPED_HINT = (
+    "Every version of an object repeats its values, so this would fail on "
+    "the second version. Scope it to current rows instead: "
+    "models.UniqueConstraint(fields=[...], condition=models.Q(valid_to__isnull=True), "
+    "name=...) in Meta.constraints; model validation checks it in forms and the admin."
+)
+
+
+def check_versioned_model(model) -> list[checks.CheckMessage]:
+    if model._meta.abstract or model._meta.proxy:
+        return []
+    return [
+        *check_reserved_names(model),
+        *check_primary_key(model),
+        *check_inheritance(model),
+        *check_uniqueness(model),
+        *check_cascading_keys(model),
+    ]
+
+
+def check_reserved_names(model):
+    from .models import BOOKKEEPING_FIELD_NAMES, Versioned
+
+    errors = []
+    for name in sorted(BOOKKEEPING_FIELD_NAMES):
+        ours = Versioned._meta.get_field(name)
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            field = None
+        # Fields inherited from an abstract model are copies that keep their
+        # creation_counter; a redefinition has a new one.
+        if field is None or field.creation_counter != ours.creation_counter:
+            errors.append(
+                checks.Error(
+                    f"'{model._meta.label}.{name}' redefines a field that "
+                    "versioning manages.",
+                    hint=f"Rename your field; '{name}' is reserved by Versioned.",
+                    obj=model,
+                    id="versioning.E001",
+                )
+            )
+    return errors
+
+
+def check_primary_key(model):
+    pk = model._meta.pk
+    if isinstance(pk, models.AutoField) or pk.has_default() or pk.has_db_default():
+        return []
+    return [
+        checks.Error(
+            f"The primary key '{model._meta.label}.{pk.name}' has no default, "
+            "so new versions cannot get a key of their own.",
+            hint="Use an auto-incrementing key (the default) or give the key a "
+            "default, e.g. models.UUIDField(primary_key=True, default=uuid.uuid4).",
+            obj=model,
+            id="versioning.E002",
+        )
+    ]
+
+
+def check_inheritance(model):
+    if not model._meta.parents:
+        return []
+    return [
+        checks.Error(
+            f"'{model._meta.label}' uses multi-table inheritance, which "
+            "versioning does not support: the parent's rows would not be versioned.",
+            hint="Make the parent abstract (Meta.abstract = True), or use a "
+            "proxy model or a OneToOneField instead.",
+            obj=model,
+            id="versioning.E003",
+        )
+    ]
+
+
+def check_uniqueness(model):
+    from .models import BOOKKEEPING_FIELD_NAMES
+
+    label = model._meta.label
+    errors = []
+    for field in model._meta.local_fields:
+        if field.primary_key or field.name in BOOKKEEPING_FIELD_NAMES:
+            continue
+        if isinstance(field, models.OneToOneField):
+            errors.append(
+                checks.Error(
+                    f"'{label}.{field.name}' is a OneToOneField, which is unique.",
+                    hint="Use a ForeignKey with a UniqueConstraint scoped to current "
+                    "rows. " + SCOPED_HINT,
+                    obj=field,
+                    id="versioning.E005",
+                )
+            )
+        elif field.unique:
+            errors.append(
+                checks.Error(
+                    f"'{label}.{field.name}' has unique=True.",
+                    hint="Remove unique=True. " + SCOPED_HINT,
+                    obj=field,
+                    id="versioning.E004",
+                )
+            )
+    if model._meta.unique_together:
+        errors.append(
+            checks.Error(
+                f"'{label}' has Meta.unique_together.",
+                hint="Replace it. " + SCOPED_HINT,
+                obj=model,
+                id="versioning.E006",
+            )
+        )
+    for constraint in model._meta.constraints:
+        if (
+            isinstance(constraint, models.UniqueConstraint)
+            and constraint.condition is None
+            and "identity" not in constraint.fields
+        ):
+            errors.append(
+                checks.Error(
+                    f"'{label}' has the unconditional unique constraint "
+                    f"'{constraint.name}'.",
+                    hint="Add condition=models.Q(valid_to__isnull=True). " + SCOPED_HINT,
+                    obj=model,
+                    id="versioning.E007",
+                )
+            )
+    return errors
+
+
+def check_cascading_keys(model):
+    warnings = []
+    for field in model._meta.local_fields:
+        if field.many_to_one and field.remote_field.on_delete is models.CASCADE:
+            warnings.append(
+                checks.Warning(
+                    f"'{model._meta.label}.{field.name}' has on_delete=CASCADE: "
+                    "deleting the row it points at erases every version of "
+                    "this model that points there.",
+                    hint="Use on_delete=models.PROTECT to keep history safe.",
+                    obj=field,
+                    id="versioning.W001",
+                )
+            )
+    return warnings

@@ -1,0 +1,21 @@
+"""Errors raised by versioned models; all of them derive from VersioningError."""
+
+
+class VersioningError(Exception):
+    """Base class for every error this app raises on purpose."""
+
+
+class StaleVersionError(VersioningError):
+    """
+    The version being saved, deleted or restored is no longer current:
+    someone else wrote a newer version after it was loaded. Nothing was
+    written; reload the object, reapply the change and save again.
+    """
+
+
+class HistoricalVersionError(VersioningError):
+    """
+    A historical (closed) version was asked to change. Historical rows are
+    read-only; edit the current version, or call restore() on this one to
+    make its data current again.
+    """

@@ -1,0 +1,191 @@
+"""Managers and querysets: current rows, every version, as-of reads, set-based writes."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from . import context
+from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
+
+#: Rows handled per statement by the set-based writes; memory stays flat.
+BATCH_SIZE = 2000
+
+
+def as_of_filter(when: datetime.datetime) -> Q:
+    """The rows that were current at ``when``: valid_from <= when < valid_to."""
+    if not isinstance(when, datetime.datetime):
+        raise TypeError(
+            f"as_of() takes a datetime, not {type(when).__name__}; for a date, "
+            "pass the moment you mean, e.g. datetime.combine(day, time.max, tzinfo=...)."
+        )
+    if settings.USE_TZ and timezone.is_naive(when):
+        raise ValueError(
+            f"as_of() needs an aware datetime, got naive {when.isoformat()}; "
+            "use timezone.make_aware(when) or pass tzinfo."
+        )
+    return Q(valid_from__lte=when) & (Q(valid_to__gt=when) | Q(valid_to__isnull=True))
+
+
+class AllVersionsQuerySet(models.QuerySet):
+    """Every row, historical and current. Read-only: history is never rewritten."""
+
+    def as_of(self, when: datetime.datetime) -> AllVersionsQuerySet:
+        """The versions that were current at ``when``."""
+        return self.filter(as_of_filter(when))
+
+    def current(self) -> AllVersionsQuerySet:
+        return self.filter(valid_to__isnull=True)
+
+    def update(self, **kwargs):
+        raise HistoricalVersionError(
+            "all_versions querysets are read-only, so history cannot be "
+            "rewritten. Use Model.objects.filter(...).update(...) to version "
+            "current rows."
+        )
+
+    update.alters_data = True
+
+    def delete(self):
+        raise HistoricalVersionError(
+            "all_versions querysets cannot delete: history is kept. Use "
+            "Model.objects.filter(...).delete() to close current rows, or "
+            "Model.all_versions.filter(...).purge() to erase every version of "
+            "the matched objects."
+        )
+
+    delete.alters_data = True
+
+    def purge(self) -> tuple[int, dict[str, int]]:
+        """
+        Really delete every version of every object matched (for erasure
+        requests). Referrers' on_delete is honoured as in a normal delete.
+        Returns Django's (count, {label: count}).
+        """
+        identities = list(self.order_by().values_list("identity", flat=True).distinct())
+        rows = self.model._base_manager.using(self.db).filter(identity__in=identities)
+        return rows.delete()
+
+    purge.alters_data = True
+
+
+class CurrentQuerySet(models.QuerySet):
+    """Current versions; writes make new versions instead of overwriting rows."""
+
+    def as_of(self, when):
+        raise VersioningError(
+            "Call as_of() on the manager, before filtering: "
+            f"{self.model.__name__}.objects.as_of(when).filter(...)."
+        )
+
+    def delete(self):
+        """Close every matched row; returns Django's (count, {label: count})."""
+        if self.query.is_sliced:
+            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
+        model = self.model
+        with transaction.atomic(using=self.db):
+            closed = close_rows(
+                model, self.db, timezone.now(), pk__in=list_pks(self)
+            )
+        return closed, {model._meta.label: closed} if closed else {}
+
+    delete.alters_data = True
+
+    def update(self, **kwargs) -> int:
+        """
+        Give every matched row a new version with ``kwargs`` applied (values
+        or expressions such as F()), built inside the database. Returns the
+        number of rows versioned.
+        """
+        if self.query.is_sliced:
+            raise TypeError("Cannot update a query once a slice has been taken.")
+        from .writes import update_versions
+
+        return update_versions(self, kwargs)
+
+    update.alters_data = True
+
+    def bulk_update(self, objs, fields, batch_size=None) -> int:
+        """Save each object's ``fields`` as a new version, a batch at a time."""
+        from .writes import bulk_update_versions
+
+        return bulk_update_versions(self, objs, fields, batch_size)
+
+    bulk_update.alters_data = True
+
+    def bulk_create(self, objs, batch_size=None, **kwargs):
+        """Insert version 1 of each object, with fresh identities."""
+        if kwargs.get("update_conflicts"):
+            raise VersioningError(
+                "bulk_create(update_conflicts=True) would overwrite rows in "
+                "place; use update() or bulk_update() to make new versions."
+            )
+        objs = list(objs)
+        now = timezone.now()
+        user, reason = context.current_user(), context.current_reason()
+        seen = set()
+        for obj in objs:
+            if not obj._state.adding:
+                raise VersioningError(
+                    f"bulk_create() inserts new objects; {obj!r} is already "
+                    "saved. Use bulk_update() to make new versions."
+                )
+            if obj.identity in seen:
+                raise VersioningError(
+                    f"bulk_create() got two objects with identity {obj.identity}."
+                )
+            seen.add(obj.identity)
+            obj.version = 1
+            obj.valid_from = now
+            obj.valid_to = None
+            if obj.changed_by_id is None:
+                obj.changed_by = user
+            if not obj.change_reason:
+                obj.change_reason = reason
+        created = super().bulk_create(objs, batch_size=batch_size, **kwargs)
+        for obj in created:
+            obj._remember_loaded_values()
+        return created
+
+
+class CurrentManager(models.Manager.from_queryset(CurrentQuerySet)):
+    """The default manager: current versions only."""
+
+    def get_queryset(self) -> CurrentQuerySet:
+        return super().get_queryset().filter(valid_to__isnull=True)
+
+    def as_of(self, when: datetime.datetime) -> AllVersionsQuerySet:
+        """The versions that were current at ``when`` (an aware datetime)."""
+        return self.model.all_versions.using(self.db).as_of(when)
+
+
+class AllVersionsManager(models.Manager.from_queryset(AllVersionsQuerySet)):
+    """Every row, historical and current."""
+
+
+def list_pks(queryset) -> list:
+    return list(queryset.order_by().values_list("pk", flat=True))
+
+
+def close_rows(model, using, now, **lookups) -> int:
+    """Close the matched rows that are still current; return how many were."""
+    return (
+        model._base_manager.using(using)
+        .filter(valid_to__isnull=True, **lookups)
+        .update(valid_to=Greatest(F("valid_from"), Value(now)))
+    )
+
+
+def ensure_all_closed(model, closed: int, expected: int) -> None:
+    if closed != expected:
+        raise StaleVersionError(
+            f"{expected - closed} of {expected} {model._meta.verbose_name_plural} "
+            "changed while being written (a newer version was saved or the "
+            "object was deleted). Nothing was written; run the write again."
+        )
+

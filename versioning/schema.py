@@ -1,0 +1,55 @@
+"""The constraints and indexes that every concrete versioned model carries."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import models
+
+
+def constraint_name(model, suffix: str) -> str:
+    # Index names are limited to 30 characters (models.E034); a digest of the
+    # table name keeps them unique across models.
+    table = model._meta.db_table
+    digest = hashlib.md5(table.encode(), usedforsecurity=False).hexdigest()[:6]
+    return f"{table[: 30 - len(suffix) - 8]}_{digest}_{suffix}"
+
+
+def version_constraints(model) -> list[models.BaseConstraint]:
+    return [
+        # The database itself guarantees at most one current row per object.
+        models.UniqueConstraint(
+            fields=["identity"],
+            condition=models.Q(valid_to__isnull=True),
+            name=constraint_name(model, "current"),
+        ),
+        # Unique (identity, version) is also the index that reads history.
+        models.UniqueConstraint(
+            fields=["identity", "version"], name=constraint_name(model, "version")
+        ),
+    ]
+
+
+def version_indexes(model) -> list[models.Index]:
+    return [
+        models.Index(
+            fields=["valid_from", "valid_to"], name=constraint_name(model, "asof")
+        )
+    ]
+
+
+def add_version_constraints(model) -> None:
+    """Add the version constraints and indexes unless the model's Meta has them."""
+    meta = model._meta
+    if meta.proxy:
+        return
+    names = {c.name for c in meta.constraints} | {i.name for i in meta.indexes}
+    meta.constraints = [*meta.constraints] + [
+        c for c in version_constraints(model) if c.name not in names
+    ]
+    meta.indexes = [*meta.indexes] + [
+        i for i in version_indexes(model) if i.name not in names
+    ]
+    # Migrations read these options only when the model's Meta "declared" them.
+    meta.original_attrs["constraints"] = meta.constraints
+    meta.original_attrs["indexes"] = meta.indexes
