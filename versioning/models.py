@@ -216,7 +216,8 @@ class Versioned(models.Model):
         kwargs.pop("force_update", None)
         # An explicit pk must never update an existing row in place.
         kwargs["force_insert"] = True
-        with self._unchanged_on_error():
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with self._unchanged_on_error(), transaction.atomic(using=using):
             self.version = 1
             self.valid_from = timezone.now()
             self.valid_to = None

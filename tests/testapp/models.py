@@ -94,6 +94,7 @@ class Document(Versioned):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=100)
     body = models.TextField(blank=True, default="")
+    summary = models.CharField(max_length=100, null=True, blank=True)
 
     def __str__(self):
         return self.title
