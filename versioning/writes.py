@@ -10,7 +10,6 @@ from typing import Any
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, models, transaction
 from django.db.models import Case, F, OuterRef, Subquery, Value, When
-from django.db.models.expressions import ResolvableExpression
 from django.utils import timezone
 
 from . import context
@@ -154,7 +153,7 @@ def new_row_expressions(model, assignments: dict) -> dict[models.Field, Any]:
             expressions[field] = fixed[field.name]
         elif field in assignments:
             value = assignments[field]
-            if not isinstance(value, ResolvableExpression):
+            if not hasattr(value, "resolve_expression"):
                 if isinstance(value, models.Model):
                     value = value.pk
                 value = Value(value, output_field=field)
