@@ -1,0 +1,156 @@
+"""System checks: each refuses a model that would break on its second version."""
+
+import uuid
+
+import pytest
+from django.db import models
+from django.test.utils import isolate_apps
+
+from versioning.models import Versioned
+
+# isolate_apps finds a model's app through its module.
+IN_TEST_APP = "tests.testapp.models"
+
+
+def messages(model):
+    # The isolated registry has no auth app, so Django's own check of the
+    # changed_by key (fields.E300) is noise here; keep this app's messages.
+    return [m for m in model.check() if m.id.startswith("versioning.")]
+
+
+def ids(model):
+    return sorted(message.id for message in messages(model))
+
+
+@isolate_apps("tests.testapp")
+def test_a_plain_versioned_model_passes():
+    class Fine(Versioned):
+        __module__ = IN_TEST_APP
+        name = models.CharField(max_length=10)
+
+    assert ids(Fine) == []
+
+
+@isolate_apps("tests.testapp")
+def test_redefined_bookkeeping_field_is_an_error():
+    class Redefines(Versioned):
+        __module__ = IN_TEST_APP
+        version = models.IntegerField()
+
+    [error] = messages(Redefines)
+    assert error.id == "versioning.E001"
+    assert "version" in error.msg and "reserved" in error.hint
+
+
+@isolate_apps("tests.testapp")
+def test_primary_key_without_a_default_is_an_error():
+    class NoDefault(Versioned):
+        __module__ = IN_TEST_APP
+        code = models.CharField(max_length=10, primary_key=True)
+
+    assert ids(NoDefault) == ["versioning.E002"]
+
+
+@isolate_apps("tests.testapp")
+def test_uuid_primary_key_with_a_default_passes():
+    class WithDefault(Versioned):
+        __module__ = IN_TEST_APP
+        id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+
+    assert ids(WithDefault) == []
+
+
+@isolate_apps("tests.testapp")
+def test_multi_table_inheritance_is_refused():
+    class Base(Versioned):
+        __module__ = IN_TEST_APP
+        name = models.CharField(max_length=10)
+
+    class Child(Base):
+        __module__ = IN_TEST_APP
+        extra = models.CharField(max_length=10)
+
+    assert "versioning.E003" in ids(Child)
+
+
+@isolate_apps("tests.testapp")
+def test_unique_field_is_an_error_with_a_scoped_hint():
+    class Unique(Versioned):
+        __module__ = IN_TEST_APP
+        slug = models.SlugField(unique=True)
+
+    [error] = messages(Unique)
+    assert error.id == "versioning.E004"
+    assert "valid_to__isnull=True" in error.hint
+
+
+@isolate_apps("tests.testapp")
+def test_one_to_one_field_is_an_error():
+    class Target(models.Model):
+        __module__ = IN_TEST_APP
+        pass
+
+    class HasOneToOne(Versioned):
+        __module__ = IN_TEST_APP
+        target = models.OneToOneField(Target, on_delete=models.PROTECT)
+
+    assert ids(HasOneToOne) == ["versioning.E005"]
+
+
+@isolate_apps("tests.testapp")
+def test_unique_together_is_an_error():
+    class Together(Versioned):
+        __module__ = IN_TEST_APP
+        a = models.IntegerField()
+        b = models.IntegerField()
+
+        class Meta:
+            unique_together = [("a", "b")]
+
+    assert ids(Together) == ["versioning.E006"]
+
+
+@isolate_apps("tests.testapp")
+def test_unconditional_unique_constraint_is_an_error_and_scoped_one_passes():
+    class Unconditional(Versioned):
+        __module__ = IN_TEST_APP
+        a = models.IntegerField()
+
+        class Meta:
+            constraints = [models.UniqueConstraint(fields=["a"], name="a_unique")]
+
+    class Scoped(Versioned):
+        __module__ = IN_TEST_APP
+        a = models.IntegerField()
+
+        class Meta:
+            constraints = [
+                models.UniqueConstraint(
+                    fields=["a"], condition=models.Q(valid_to__isnull=True), name="a_cur"
+                )
+            ]
+
+    assert ids(Unconditional) == ["versioning.E007"]
+    assert ids(Scoped) == []
+
+
+@isolate_apps("tests.testapp")
+def test_cascading_foreign_key_is_a_warning_suggesting_protect():
+    class Target(models.Model):
+        __module__ = IN_TEST_APP
+        pass
+
+    class Cascades(Versioned):
+        __module__ = IN_TEST_APP
+        target = models.ForeignKey(Target, on_delete=models.CASCADE)
+
+    [warning] = messages(Cascades)
+    assert warning.id == "versioning.W001"
+    assert "PROTECT" in warning.hint
+
+
+@pytest.mark.django_db
+def test_the_test_project_passes_all_checks():
+    from django.core.management import call_command
+
+    call_command("check", fail_level="WARNING")
