@@ -5,7 +5,9 @@ from django.db import connection
 @pytest.fixture
 def on_postgres():
     if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run `make test`, which starts a throwaway server")
+        pytest.skip(
+            "needs PostgreSQL: run `make test`, which starts a throwaway server"
+        )
 
 
 VERSIONED_FACTORIES = ["example", "item", "document"]
@@ -13,7 +15,7 @@ VERSIONED_FACTORIES = ["example", "item", "document"]
 
 @pytest.fixture(params=VERSIONED_FACTORIES)
 def versioned_factory(request):
-    """A factory and a data field for each pk variant (int pk, int pk with own Meta, UUID pk)."""
+    """A factory and its data field for each variant: int pk, own Meta, UUID pk."""
     from tests import factories
 
     return {
@@ -25,5 +27,11 @@ def versioned_factory(request):
 
 def data_statements(captured):
     """The SQL of captured queries without transaction control."""
-    control = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
+    control = (
+        "SAVEPOINT",
+        "RELEASE SAVEPOINT",
+        "ROLLBACK TO SAVEPOINT",
+        "BEGIN",
+        "COMMIT",
+    )
     return [q["sql"] for q in captured if not q["sql"].upper().startswith(control)]

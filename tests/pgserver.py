@@ -81,9 +81,21 @@ def main():
     quiet = {"cwd": "/tmp", "stdout": subprocess.DEVNULL}
     try:
         subprocess.run(
-            [*run_as, os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres",
-             "--auth-local=trust", "--auth-host=trust", "-E", "UTF8", "--no-locale"],
-            check=True, **quiet,
+            [
+                *run_as,
+                os.path.join(bindir, "initdb"),
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
+            check=True,
+            **quiet,
         )
         with open(os.path.join(data, "postgresql.conf"), "a") as conf:
             conf.write(
@@ -91,16 +103,30 @@ def main():
                 "max_connections = 50\n"
             )
         subprocess.run(
-            [*pg_ctl, "-w", "-t", "60", "-l", os.path.join(data, "server.log"),
-             "-o", f"-p {port}", "start"],
-            check=True, **quiet,
+            [
+                *pg_ctl,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                os.path.join(data, "server.log"),
+                "-o",
+                f"-p {port}",
+                "start",
+            ],
+            check=True,
+            **quiet,
         )
         env = dict(os.environ)
-        env["VERSIONING_TEST_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        print(f"PostgreSQL from {bindir} running on 127.0.0.1:{port} (synchronous_commit=on)")
+        env["VERSIONING_TEST_DATABASE_URL"] = (
+            f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        )
+        print(f"PostgreSQL from {bindir} on 127.0.0.1:{port} (synchronous_commit=on)")
         return subprocess.run(command, env=env).returncode
     finally:
-        subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], **quiet, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*pg_ctl, "-m", "fast", "-w", "stop"], **quiet, stderr=subprocess.DEVNULL
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 

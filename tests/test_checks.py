@@ -88,6 +88,10 @@ def test_unique_field_is_an_error_with_a_scoped_hint():
 def test_one_to_one_field_is_an_error():
     class Target(models.Model):
         __module__ = IN_TEST_APP
+
+        def __str__(self):
+            return "target"
+
         pass
 
     class HasOneToOne(Versioned):
@@ -126,7 +130,9 @@ def test_unconditional_unique_constraint_is_an_error_and_scoped_one_passes():
         class Meta:
             constraints = [
                 models.UniqueConstraint(
-                    fields=["a"], condition=models.Q(valid_to__isnull=True), name="a_cur"
+                    fields=["a"],
+                    condition=models.Q(valid_to__isnull=True),
+                    name="a_cur",
                 )
             ]
 
@@ -138,6 +144,10 @@ def test_unconditional_unique_constraint_is_an_error_and_scoped_one_passes():
 def test_cascading_foreign_key_is_a_warning_suggesting_protect():
     class Target(models.Model):
         __module__ = IN_TEST_APP
+
+        def __str__(self):
+            return "target"
+
         pass
 
     class Cascades(Versioned):

@@ -24,7 +24,9 @@ def run_in_threads(*targets):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=runner, args=(i, t)) for i, t in enumerate(targets)]
+    threads = [
+        threading.Thread(target=runner, args=(i, t)) for i, t in enumerate(targets)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -33,15 +35,17 @@ def run_in_threads(*targets):
 
 
 def assert_one_saved_one_stale(outcomes):
-    assert sorted(map(type, outcomes), key=str) == sorted([str, StaleVersionError], key=str), outcomes
+    assert sorted(map(type, outcomes), key=str) == sorted(
+        [str, StaleVersionError], key=str
+    ), outcomes
 
 
 def test_two_saves_from_the_same_version_never_both_succeed(on_postgres):
-    for round_number in range(15):
+    for _ in range(15):
         obj = Example.objects.create(data="start")
         start = threading.Barrier(2)
 
-        def edit(text, pk=obj.pk):
+        def edit(text, pk=obj.pk, start=start):
             mine = Example.objects.get(pk=pk)
             start.wait()
             mine.data = text
@@ -49,12 +53,16 @@ def test_two_saves_from_the_same_version_never_both_succeed(on_postgres):
 
         outcomes = run_in_threads(lambda: edit("a"), lambda: edit("b"))
         assert_one_saved_one_stale(outcomes)
-        history = list(Example.all_versions.filter(identity=obj.identity).order_by("version"))
+        history = list(
+            Example.all_versions.filter(identity=obj.identity).order_by("version")
+        )
         assert [v.version for v in history] == [1, 2]
         assert Example.objects.filter(identity=obj.identity).count() == 1
 
 
-def test_a_save_waiting_on_a_lock_sees_the_committed_version_and_fails_cleanly(on_postgres):
+def test_a_save_waiting_on_a_lock_sees_the_committed_version_and_fails_cleanly(
+    on_postgres,
+):
     obj = Example.objects.create(data="start")
     first_has_lock = threading.Event()
 
@@ -84,7 +92,7 @@ def test_concurrent_restores_of_a_deleted_object_never_fork(on_postgres):
         obj.delete()
         start = threading.Barrier(2)
 
-        def restore(pk=obj.pk):
+        def restore(pk=obj.pk, start=start):
             old = Example.all_versions.get(pk=pk)
             start.wait()
             old.restore()
@@ -110,7 +118,9 @@ def test_concurrent_update_and_save_on_the_same_rows(on_postgres):
 
     outcomes = run_in_threads(bulk, single)
     assert "saved" in outcomes
-    assert all(o == "saved" or isinstance(o, StaleVersionError) for o in outcomes), outcomes
+    assert all(o == "saved" or isinstance(o, StaleVersionError) for o in outcomes), (
+        outcomes
+    )
     for obj in objs:
         versions = Example.all_versions.filter(identity=obj.identity)
         assert versions.filter(valid_to__isnull=True).count() == 1

@@ -48,9 +48,9 @@ def test_as_of_returns_what_was_current_then():
         "other",
         "v2",
     ]
-    assert list(Example.objects.as_of(timezone.now()).values_list("data", flat=True)) == [
-        "v2"
-    ]
+    assert list(
+        Example.objects.as_of(timezone.now()).values_list("data", flat=True)
+    ) == ["v2"]
     before = obj.history().first().valid_from - datetime.timedelta(seconds=1)
     assert not Example.objects.as_of(before).exists()
     # chainable
@@ -72,7 +72,11 @@ def test_as_of_after_filtering_current_rows_says_how_to_call_it():
 def test_history_is_every_version_oldest_first():
     obj = edited(ExampleFactory(data="v1"), "data", "v2", "v3")
     ExampleFactory(data="unrelated")
-    assert [(v.version, v.data) for v in obj.history()] == [(1, "v1"), (2, "v2"), (3, "v3")]
+    assert [(v.version, v.data) for v in obj.history()] == [
+        (1, "v1"),
+        (2, "v2"),
+        (3, "v3"),
+    ]
     # works from any version
     first = obj.history().first()
     assert first.history().count() == 3

@@ -162,6 +162,7 @@ def test_prefetched_and_plain_referrers_agree_after_many_edits():
         item.price = n
         item.save()
     assert set(Order.objects.values_list("item_id", flat=True)) == {item.pk}
-    assert len(orders) == Item.objects.prefetch_related(
-        Prefetch("orders")
-    ).get().orders.count()
+    assert (
+        len(orders)
+        == Item.objects.prefetch_related(Prefetch("orders")).get().orders.count()
+    )

@@ -19,7 +19,9 @@ VERSIONED_MODELS = [Example, Child, Item, Document, Review]
 @pytest.mark.parametrize("model", VERSIONED_MODELS, ids=lambda m: m.__name__)
 def test_every_concrete_model_has_the_version_constraints_in_the_database(model):
     with connection.cursor() as cursor:
-        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+        constraints = connection.introspection.get_constraints(
+            cursor, model._meta.db_table
+        )
     unique_column_sets = {
         tuple(info["columns"]) for info in constraints.values() if info["unique"]
     }
@@ -67,12 +69,25 @@ def test_bookkeeping_fields_are_not_editable_in_forms():
     from django.forms import modelform_factory
 
     form = modelform_factory(Item, exclude=[])
-    assert set(form.base_fields) == {"name", "price", "description", "attributes", "tags"}
+    assert set(form.base_fields) == {
+        "name",
+        "price",
+        "description",
+        "attributes",
+        "tags",
+    }
 
 
 def test_abstract_base_exposes_the_columns():
     names = {f.name for f in Versioned._meta.get_fields()}
-    assert {"identity", "version", "valid_from", "valid_to", "changed_by", "change_reason"} <= names
+    assert {
+        "identity",
+        "version",
+        "valid_from",
+        "valid_to",
+        "changed_by",
+        "change_reason",
+    } <= names
 
 
 def test_no_missing_migrations():

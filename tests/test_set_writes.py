@@ -112,12 +112,10 @@ def test_bulk_update_refuses_historical_objects():
 def test_bulk_create_makes_version_1_rows_with_fresh_identities():
     alice = UserFactory()
     with versioning.changes(user=alice, reason="import"):
-        created = Example.objects.bulk_create(
-            [Example(data="a"), Example(data="b")]
-        )
-    assert {(e.version, e.changed_by_id, e.change_reason) for e in Example.objects.all()} == {
-        (1, alice.pk, "import")
-    }
+        created = Example.objects.bulk_create([Example(data="a"), Example(data="b")])
+    assert {
+        (e.version, e.changed_by_id, e.change_reason) for e in Example.objects.all()
+    } == {(1, alice.pk, "import")}
     assert created[0].identity != created[1].identity
 
 

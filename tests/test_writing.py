@@ -60,7 +60,9 @@ def test_changed_save_issues_exactly_a_close_and_an_insert(django_assert_num_que
     assert statements[1].startswith("INSERT")
 
 
-def test_save_without_changes_writes_nothing(django_assert_num_queries, versioned_factory):
+def test_save_without_changes_writes_nothing(
+    django_assert_num_queries, versioned_factory
+):
     factory, _ = versioned_factory
     obj = type(factory()).objects.get()
     with django_assert_num_queries(0):
@@ -141,7 +143,9 @@ def test_stale_save_raises_and_writes_nothing():
     mine.data = "mine"
     with pytest.raises(StaleVersionError, match="no longer current"):
         mine.save()
-    assert list(Example.all_versions.order_by("version").values_list("data", flat=True)) == [
+    assert list(
+        Example.all_versions.order_by("version").values_list("data", flat=True)
+    ) == [
         "v1",
         "theirs",
     ]
@@ -185,7 +189,12 @@ def test_failed_save_leaves_the_object_as_it_was():
             obj.save()
     finally:
         post_save.disconnect(fail, sender=Example)
-    assert (obj.pk, obj.version, obj.valid_from, obj.valid_to) == (pk, 1, valid_from, None)
+    assert (obj.pk, obj.version, obj.valid_from, obj.valid_to) == (
+        pk,
+        1,
+        valid_from,
+        None,
+    )
     assert Example.all_versions.count() == 1
     assert Example.objects.get().data == "v1"
     obj.save()  # the caller can retry
@@ -196,9 +205,12 @@ def test_failed_insert_leaves_the_object_as_it_was():
     obj = ExampleFactory(data="v1")
     pk = obj.pk
     obj.data = "v2"
-    with mock.patch.object(
-        Example, "_do_insert", side_effect=RuntimeError("insert failed")
-    ), pytest.raises(RuntimeError):
+    with (
+        mock.patch.object(
+            Example, "_do_insert", side_effect=RuntimeError("insert failed")
+        ),
+        pytest.raises(RuntimeError),
+    ):
         obj.save()
     assert (obj.pk, obj.version, obj.data) == (pk, 1, "v2")
     assert Example.objects.get().pk == pk
@@ -206,9 +218,12 @@ def test_failed_insert_leaves_the_object_as_it_was():
 
 def test_failed_first_save_leaves_the_object_unsaved():
     obj = Example(data="new")
-    with mock.patch.object(
-        Example, "_do_insert", side_effect=RuntimeError("insert failed")
-    ), pytest.raises(RuntimeError):
+    with (
+        mock.patch.object(
+            Example, "_do_insert", side_effect=RuntimeError("insert failed")
+        ),
+        pytest.raises(RuntimeError),
+    ):
         obj.save()
     assert obj.pk is None
     assert obj._state.adding
@@ -245,7 +260,15 @@ def test_version_created_is_sent_with_the_closed_row():
     received = []
 
     def record(sender, instance, previous, **kwargs):
-        received.append((sender, instance.version, previous.version, previous.data, previous.valid_to))
+        received.append(
+            (
+                sender,
+                instance.version,
+                previous.version,
+                previous.data,
+                previous.valid_to,
+            )
+        )
 
     version_created.connect(record)
     try:
@@ -313,7 +336,7 @@ def test_intervals_are_contiguous_half_open():
         obj.save()
     versions = list(obj.history())
     assert [v.version for v in versions] == [1, 2, 3, 4, 5]
-    for older, newer in zip(versions, versions[1:]):
+    for older, newer in zip(versions, versions[1:], strict=False):
         assert older.valid_to == newer.valid_from
         assert older.valid_from <= older.valid_to
     assert versions[-1].valid_to is None

@@ -128,7 +128,8 @@ def check_uniqueness(model):
                 checks.Error(
                     f"'{label}' has the unconditional unique constraint "
                     f"'{constraint.name}'.",
-                    hint="Add condition=models.Q(valid_to__isnull=True). " + SCOPED_HINT,
+                    hint="Add condition=models.Q(valid_to__isnull=True). "
+                    + SCOPED_HINT,
                     obj=model,
                     id="versioning.E007",
                 )

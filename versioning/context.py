@@ -17,8 +17,10 @@ class ChangeContext:
     reason: str = ""
 
 
+# ChangeContext is frozen, so sharing the default instance is safe.
 _active: ContextVar[ChangeContext] = ContextVar(
-    "versioning_change_context", default=ChangeContext()
+    "versioning_change_context",
+    default=ChangeContext(),  # noqa: B039
 )
 
 

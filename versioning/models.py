@@ -68,7 +68,9 @@ class Versioned(models.Model):
     valid_from = models.DateTimeField(
         _("valid from"), default=timezone.now, editable=False
     )
-    valid_to = models.DateTimeField(_("valid to"), null=True, blank=True, editable=False)
+    valid_to = models.DateTimeField(
+        _("valid to"), null=True, blank=True, editable=False
+    )
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("changed by"),
@@ -98,7 +100,8 @@ class Versioned(models.Model):
     def from_db(cls, db, field_names, values, **kwargs):
         instance = super().from_db(db, field_names, values, **kwargs)
         instance._loaded_values = {
-            name: _frozen(value) for name, value in zip(field_names, values)
+            name: _frozen(value)
+            for name, value in zip(field_names, values, strict=True)
         }
         return instance
 
@@ -165,8 +168,8 @@ class Versioned(models.Model):
         }
 
     def _identity_versions(self) -> models.QuerySet:
-        return type(self).all_versions.using(self._state.db).filter(
-            identity=self.identity
+        return (
+            type(self).all_versions.using(self._state.db).filter(identity=self.identity)
         )
 
     # Writing ----------------------------------------------------------------
@@ -268,7 +271,11 @@ class Versioned(models.Model):
                 )
                 if latest.valid_to is None and not self.diff(latest):
                     return latest
-                now = max(timezone.now(), latest.valid_from, latest.valid_to or latest.valid_from)
+                now = max(
+                    timezone.now(),
+                    latest.valid_from,
+                    latest.valid_to or latest.valid_from,
+                )
                 if latest.valid_to is None:
                     if not close_rows(type(self), using, now, pk=latest.pk):
                         raise StaleVersionError(latest._stale_message())
@@ -387,7 +394,9 @@ class Versioned(models.Model):
             type(self)
             .all_versions.using(using)
             .filter(identity=self.identity)
-            .filter(models.Q(version__gt=self.version) | models.Q(valid_to__isnull=True))
+            .filter(
+                models.Q(version__gt=self.version) | models.Q(valid_to__isnull=True)
+            )
             .exclude(pk=self.pk)
             .exists()
         )
@@ -431,7 +440,9 @@ class _RestoreOnError:
 
     def __enter__(self):
         instance = self.instance
-        self.saved = {a: instance.__dict__[a] for a in self.attnames if a in instance.__dict__}
+        self.saved = {
+            a: instance.__dict__[a] for a in self.attnames if a in instance.__dict__
+        }
         self.saved_cache = dict(instance._state.fields_cache)
         self.adding = instance._state.adding
         fixup.begin_undo_log(instance)

@@ -1,4 +1,4 @@
-"""Managers and querysets: current rows, every version, as-of reads, set-based writes."""
+"""Managers and querysets: current rows, all versions, as-of reads, set-based writes."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def as_of_filter(when: datetime.datetime) -> Q:
     if not isinstance(when, datetime.datetime):
         raise TypeError(
             f"as_of() takes a datetime, not {type(when).__name__}; for a date, "
-            "pass the moment you mean, e.g. datetime.combine(day, time.max, tzinfo=...)."
+            "pass the moment you mean, e.g. "
+            "datetime.combine(day, time.max, tzinfo=...)."
         )
     if settings.USE_TZ and timezone.is_naive(when):
         raise ValueError(
@@ -89,9 +90,7 @@ class CurrentQuerySet(models.QuerySet):
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
         model = self.model
         with transaction.atomic(using=self.db):
-            closed = close_rows(
-                model, self.db, timezone.now(), pk__in=list_pks(self)
-            )
+            closed = close_rows(model, self.db, timezone.now(), pk__in=list_pks(self))
         return closed, {model._meta.label: closed} if closed else {}
 
     delete.alters_data = True
@@ -188,4 +187,3 @@ def ensure_all_closed(model, closed: int, expected: int) -> None:
             "changed while being written (a newer version was saved or the "
             "object was deleted). Nothing was written; run the write again."
         )
-

@@ -24,7 +24,9 @@ def update_versions(queryset, values: dict[str, Any]) -> int:
     pks = list_pks(queryset)
     with transaction.atomic(using=queryset.db):
         for start in range(0, len(pks), BATCH_SIZE):
-            version_rows(model, queryset.db, pks[start : start + BATCH_SIZE], assignments)
+            version_rows(
+                model, queryset.db, pks[start : start + BATCH_SIZE], assignments
+            )
     return len(pks)
 
 
@@ -53,7 +55,10 @@ def bulk_update_versions(queryset, objs, fields, batch_size=None) -> int:
             assignments = {
                 field: Case(
                     *(
-                        When(pk=obj.pk, then=Value(getattr(obj, field.attname), output_field=field))
+                        When(
+                            pk=obj.pk,
+                            then=Value(getattr(obj, field.attname), output_field=field),
+                        )
                         for obj in batch
                     ),
                     output_field=field,
@@ -79,11 +84,18 @@ def adopt_new_versions(model, using, objs) -> None:
     rows = (
         model._base_manager.using(using)
         .filter(identity__in=list(by_identity), valid_to__isnull=True)
-        .values_list("identity", "pk", "version", "valid_from", "changed_by", "change_reason")
+        .values_list(
+            "identity", "pk", "version", "valid_from", "changed_by", "change_reason"
+        )
     )
     for identity, pk, version, valid_from, changed_by_id, reason in rows:
         obj = by_identity[identity]
-        obj.pk, obj.version, obj.valid_from, obj.valid_to = pk, version, valid_from, None
+        obj.pk, obj.version, obj.valid_from, obj.valid_to = (
+            pk,
+            version,
+            valid_from,
+            None,
+        )
         obj.changed_by_id, obj.change_reason = changed_by_id, reason
         obj._remember_loaded_values()
 
@@ -143,7 +155,9 @@ def new_row_expressions(model, assignments: dict) -> dict[models.Field, Any]:
             user.pk if user is not None else None,
             output_field=meta.get_field("changed_by").target_field,
         ),
-        "change_reason": Value(context.current_reason(), output_field=models.TextField()),
+        "change_reason": Value(
+            context.current_reason(), output_field=models.TextField()
+        ),
     }
     expressions = {}
     for field in meta.concrete_fields:
@@ -177,7 +191,9 @@ def insert_new_versions(model, using: str, pks: list, assignments: dict) -> None
         # Keys made in Python (a UUID default) need the rows in Python.
         objs = []
         for values in source:
-            obj = model(**{f.attname: v for f, v in zip(expressions, values)})
+            obj = model(
+                **{f.attname: v for f, v in zip(expressions, values, strict=True)}
+            )
             obj.pk = pk.get_default()
             objs.append(obj)
         model._base_manager.using(using).bulk_create(objs)
@@ -188,7 +204,8 @@ def insert_new_versions(model, using: str, pks: list, assignments: dict) -> None
     columns = ", ".join(quote(f.column) for f in expressions)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {select_sql}", params
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {select_sql}",
+            params,
         )
 
 
@@ -202,10 +219,14 @@ def current_pk_of(model, old_pk_reference):
 
 
 def repoint_to_current(model, field, using: str, old_pks: list) -> None:
-    rows = field.model._base_manager.using(using).filter(**{f"{field.attname}__in": old_pks})
+    rows = field.model._base_manager.using(using).filter(
+        **{f"{field.attname}__in": old_pks}
+    )
     if is_versioned(field.model):
         rows = rows.filter(valid_to__isnull=True)
-    rows.update(**{field.attname: current_pk_of(model, OuterRef(OuterRef(field.attname)))})
+    rows.update(
+        **{field.attname: current_pk_of(model, OuterRef(OuterRef(field.attname)))}
+    )
 
 
 def copy_links_to_current(model, link: LinkTable, using: str, old_pks: list) -> None:

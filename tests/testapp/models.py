@@ -31,6 +31,9 @@ class Parent(models.Model):
         Child, null=True, on_delete=models.SET_NULL, related_name="parent"
     )
 
+    def __str__(self):
+        return f"parent of {self.child_id}"
+
 
 class Tag(models.Model):
     name = models.CharField(max_length=50)
@@ -67,11 +70,17 @@ class Order(models.Model):
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="orders")
     quantity = models.PositiveIntegerField(default=1)
 
+    def __str__(self):
+        return f"order of {self.item_id}"
+
 
 class OrderLine(models.Model):
     """A pinned referrer: keeps the item version it was sold at."""
 
     item = PinnedForeignKey(Item, related_name="order_lines")
+
+    def __str__(self):
+        return f"line for {self.item_id}"
 
 
 class Review(Versioned):
@@ -80,12 +89,18 @@ class Review(Versioned):
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reviews")
     text = models.TextField()
 
+    def __str__(self):
+        return self.text
+
 
 class Bundle(models.Model):
     """A many-to-many declared elsewhere, pointing at the versioned model."""
 
     name = models.CharField(max_length=50)
     items = models.ManyToManyField(Item, related_name="bundles")
+
+    def __str__(self):
+        return self.name
 
 
 class Document(Versioned):
@@ -94,7 +109,8 @@ class Document(Versioned):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=100)
     body = models.TextField(blank=True, default="")
-    summary = models.CharField(max_length=100, null=True, blank=True)
+    # NULL and "" must both be storable: setting a field to NULL is a change.
+    summary = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
 
     def __str__(self):
         return self.title
