@@ -34,7 +34,7 @@ def link_tables(model) -> list[LinkTable]:
     for field in concrete._meta.get_fields(include_hidden=True):
         if not field.many_to_many:
             continue
-        if field.concrete:  # declared on this model
+        if isinstance(field, models.ManyToManyField):  # declared on this model
             m2m, column_name = field, field.m2m_field_name()
         else:  # declared elsewhere, pointing here
             m2m, column_name = field.field, field.field.m2m_reverse_field_name()
