@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import checks, context, fixup, schema
 from .exceptions import HistoricalVersionError, StaleVersionError
-from .query import AllVersionsManager, CurrentManager, close_rows
+from .query import AllVersionsManager, CurrentManager, close_row
 from .signals import version_created
 
 #: Columns every versioned row gets; a subclass may not redefine them.
@@ -198,7 +198,7 @@ class Versioned(models.Model):
         with self._unchanged_on_error():
             try:
                 with transaction.atomic(using=using):
-                    if not close_rows(type(self), using, now, pk=self.pk):
+                    if not close_row(type(self), using, now, self.pk):
                         raise StaleVersionError(self._stale_message())
                     self._write_version(
                         using,
@@ -242,7 +242,7 @@ class Versioned(models.Model):
             )
         using = using or router.db_for_write(type(self), instance=self)
         now = max(timezone.now(), self.valid_from)
-        if not close_rows(type(self), using, now, pk=self.pk):
+        if not close_row(type(self), using, now, self.pk):
             raise StaleVersionError(self._stale_message())
         self.valid_to = now
         self._remember_loaded_values(["valid_to"])
@@ -277,7 +277,7 @@ class Versioned(models.Model):
                     latest.valid_to or latest.valid_from,
                 )
                 if latest.valid_to is None:
-                    if not close_rows(type(self), using, now, pk=latest.pk):
+                    if not close_row(type(self), using, now, latest.pk):
                         raise StaleVersionError(latest._stale_message())
                     latest.valid_to = now
                 restored = copy.copy(latest)

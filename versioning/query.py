@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -178,6 +178,35 @@ def close_rows(model, using, now, **lookups) -> int:
         .filter(valid_to__isnull=True, **lookups)
         .update(valid_to=Greatest(F("valid_from"), Value(now)))
     )
+
+
+def close_row(model, using: str, now, pk) -> bool:
+    """
+    Close one row if it is still current; return whether it was. The hot path
+    of every save, so the statement is built once per model rather than
+    through a queryset.
+    """
+    connection = connections[using]
+    meta = model._meta
+    valid_to = meta.get_field("valid_to")
+    sql = _close_row_sql.get((meta.label, connection.vendor))
+    if sql is None:
+        quote = connection.ops.quote_name
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {quote(valid_to.column)} = %s "
+            f"WHERE {quote(meta.pk.column)} = %s AND {quote(valid_to.column)} IS NULL"
+        )
+        _close_row_sql[(meta.label, connection.vendor)] = sql
+    params = [
+        valid_to.get_db_prep_save(now, connection),
+        meta.pk.get_db_prep_save(pk, connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+_close_row_sql: dict[tuple[str, str], str] = {}
 
 
 def ensure_all_closed(model, closed: int, expected: int) -> None:
