@@ -127,10 +127,10 @@ def test_fixup_costs_one_statement_per_referrer_relation(django_assert_num_queri
     OrderFactory(item=item)
     item.name = "renamed"
     # close, insert, then one UPDATE per referring key (orders, reviews) and
-    # one INSERT ... SELECT per many-to-many table (tags, bundles).
-    with django_assert_num_queries(8) as captured:
+    # one INSERT ... SELECT per many-to-many table (tags, suppliers, bundles).
+    with django_assert_num_queries(9) as captured:
         item.save()
-    assert len(data_statements(captured.captured_queries)) == 6
+    assert len(data_statements(captured.captured_queries)) == 7
 
 
 def test_failed_save_undoes_in_memory_fixups():
@@ -166,3 +166,48 @@ def test_prefetched_and_plain_referrers_agree_after_many_edits():
         len(orders)
         == Item.objects.prefetch_related(Prefetch("orders")).get().orders.count()
     )
+
+
+def test_explicit_through_rows_are_copied_with_their_extra_columns():
+    from tests.testapp.models import Supplier, Supply
+
+    item = ItemFactory()
+    acme = Supplier.objects.create(name="acme")
+    Supply.objects.create(item=item, supplier=acme, cost=3)
+    old_pk = item.pk
+    item.price = 11
+    item.save()
+    assert list(item.suppliers.all()) == [acme]
+    assert Supply.objects.get(item=item).cost == 3
+    assert Supply.objects.get(item_id=old_pk).cost == 3
+
+
+def test_explicit_through_with_uuid_keys_declared_elsewhere():
+    from tests.factories import DocumentFactory
+    from tests.testapp.models import Document, Placement, Shelf
+
+    doc = DocumentFactory()
+    shelf = Shelf.objects.create(name="top")
+    Placement.objects.create(shelf=shelf, document=doc, position=4)
+    old_pk = doc.pk
+    doc.title = "retitled"
+    doc.save()
+    assert list(shelf.documents.all()) == [doc]
+    assert Placement.objects.get(document=doc).position == 4
+    assert Placement.objects.filter(document_id=old_pk).exists()
+    Document.objects.filter(pk=doc.pk).update(title="again")
+    current = doc.current_version()
+    assert Placement.objects.get(document=current).position == 4
+    assert Placement.objects.count() == 3
+
+
+def test_generic_foreign_keys_keep_the_version_they_were_set_to():
+    from tests.testapp.models import Note
+
+    item = ItemFactory(name="first name")
+    note = Note.objects.create(target=item, text="about the first name")
+    item.name = "second name"
+    item.save()
+    note = Note.objects.get(pk=note.pk)
+    assert note.target.name == "first name"
+    assert note.target.version == 1

@@ -75,6 +75,7 @@ def test_bookkeeping_fields_are_not_editable_in_forms():
         "description",
         "attributes",
         "tags",
+        "suppliers",
     }
 
 

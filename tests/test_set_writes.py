@@ -149,3 +149,49 @@ def test_purge_erases_every_version_and_honours_on_delete():
     with pytest.raises(ProtectedError):
         Item.all_versions.filter(pk=line.item_id).purge()
     assert Item.all_versions.filter(pk=keep.pk).exists()
+
+
+def test_update_with_a_filter_across_relations():
+    cheap, dear = ItemFactory(price=1), ItemFactory(price=100)
+    ReviewFactory(item=cheap, text="great value")
+    ReviewFactory(item=dear, text="too dear")
+    assert Item.objects.filter(reviews__text="great value").update(price=2) == 1
+    assert sorted(Item.objects.values_list("price", flat=True)) == [2, 100]
+
+
+def test_update_works_in_batches(monkeypatch, django_assert_num_queries):
+    from versioning import query
+
+    monkeypatch.setattr(query, "BATCH_SIZE", 4)
+    for _ in range(10):
+        ExampleFactory()
+    # select pks, then (close + insert) for each of 3 batches
+    with django_assert_num_queries(1 + 3 * 2 + 2) as captured:
+        assert Example.objects.update(data="batched") == 10
+    inserts = [s for s in data_statements(captured.captured_queries) if "INSERT" in s]
+    assert len(inserts) == 3
+    assert set(Example.objects.values_list("data", flat=True)) == {"batched"}
+    assert Example.all_versions.count() == 20
+
+
+def test_update_of_nothing_writes_nothing(django_assert_num_queries):
+    ExampleFactory(data="a")
+    with django_assert_num_queries(3):  # the pk select inside a savepoint
+        assert Example.objects.filter(data="missing").update(data="b") == 0
+    assert Example.all_versions.count() == 1
+
+
+def test_set_based_write_statement_counts(django_assert_num_queries):
+    items = [ItemFactory() for _ in range(5)]
+    # delete: select pks, one close (plus savepoint pair)
+    with django_assert_num_queries(4):
+        Item.objects.filter(pk=items[0].pk).delete()
+    # bulk_create: one insert
+    with django_assert_num_queries(1):
+        Example.objects.bulk_create([Example(data=str(n)) for n in range(5)])
+    # bulk_update of 3 items: close, insert ... select, 2 referrer updates,
+    # 3 many-to-many copies, then one select adopting the new keys
+    for item in items[1:4]:
+        item.price = 42
+    with django_assert_num_queries(8 + 2):
+        assert Item.objects.bulk_update(items[1:4], ["price"]) == 3

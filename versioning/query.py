@@ -17,6 +17,13 @@ from .exceptions import HistoricalVersionError, StaleVersionError, VersioningErr
 BATCH_SIZE = 2000
 
 
+def batch_size(using: str, requested: int | None = None) -> int:
+    """Rows per batch, within the backend's limit on query parameters."""
+    size = min(requested or BATCH_SIZE, BATCH_SIZE)
+    limit = connections[using].features.max_query_params
+    return min(size, limit - 50) if limit else size
+
+
 def as_of_filter(when: datetime.datetime) -> Q:
     """The rows that were current at ``when``: valid_from <= when < valid_to."""
     if not isinstance(when, datetime.datetime):

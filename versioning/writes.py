@@ -5,34 +5,52 @@ few statements per batch, building the new rows inside the database.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connections, models, transaction
+from django.db import OperationalError, connections, models, transaction
 from django.db.models import Case, F, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from . import context
-from .exceptions import HistoricalVersionError, VersioningError
+from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
 from .fixup import LinkTable, is_versioned, link_tables, referring_fields
-from .query import BATCH_SIZE, close_rows, ensure_all_closed, list_pks
+from .query import batch_size, close_rows, ensure_all_closed, list_pks
 
 
 def update_versions(queryset, values: dict[str, Any]) -> int:
     model = queryset.model
+    using = queryset.db
     assignments = resolve_assignments(model, values)
-    pks = list_pks(queryset)
-    with transaction.atomic(using=queryset.db):
-        for start in range(0, len(pks), BATCH_SIZE):
-            version_rows(
-                model, queryset.db, pks[start : start + BATCH_SIZE], assignments
-            )
+    size = batch_size(using)
+    with retryable_conflicts(model), transaction.atomic(using=using):
+        pks = list_pks(queryset)
+        for start in range(0, len(pks), size):
+            version_rows(model, using, pks[start : start + size], assignments)
     return len(pks)
 
 
-def bulk_update_versions(queryset, objs, fields, batch_size=None) -> int:
+@contextmanager
+def retryable_conflicts(model):
+    """Turn a deadlock or serialization failure into StaleVersionError."""
+    try:
+        yield
+    except OperationalError as error:
+        cause = error.__cause__
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if code in {"40P01", "40001"}:
+            raise StaleVersionError(
+                f"Writing {model._meta.verbose_name_plural} collided with another "
+                "transaction writing the same rows; nothing was written. Run the "
+                "write again."
+            ) from error
+        raise
+
+
+def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
     model = queryset.model
-    if batch_size is not None and batch_size <= 0:
+    if requested is not None and requested <= 0:
         raise ValueError("Batch size must be a positive integer.")
     if not fields:
         raise ValueError("Field names must be given to bulk_update().")
@@ -47,9 +65,10 @@ def bulk_update_versions(queryset, objs, fields, batch_size=None) -> int:
                 "current versions only."
             )
     changed = [obj for obj in objs if has_changes(obj, targets)]
-    size = min(batch_size or BATCH_SIZE, BATCH_SIZE)
     using = queryset.db
-    with transaction.atomic(using=using):
+    # Each object adds a When() per field to the statement's parameters.
+    size = max(batch_size(using, requested) // (2 * len(targets) + 1), 1)
+    with retryable_conflicts(model), transaction.atomic(using=using):
         for start in range(0, len(changed), size):
             batch = changed[start : start + size]
             assignments = {

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.contrib.contenttypes.fields import GenericForeignKey
 from django.db import models
 
 from versioning.fields import PinnedForeignKey
@@ -48,6 +49,9 @@ class Item(Versioned):
     description = models.TextField(blank=True, default="")
     attributes = models.JSONField(default=dict, blank=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="items")
+    suppliers = models.ManyToManyField(
+        "Supplier", through="Supply", blank=True, related_name="items"
+    )
 
     class Meta:
         # Does not inherit Versioned.Meta: the version constraints must still exist.
@@ -114,3 +118,57 @@ class Document(Versioned):
 
     def __str__(self):
         return self.title
+
+
+class Supplier(models.Model):
+    name = models.CharField(max_length=50)
+
+    def __str__(self):
+        return self.name
+
+
+class Supply(models.Model):
+    """An explicit through table on a many-to-many declared on the versioned model."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE)
+    supplier = models.ForeignKey(Supplier, on_delete=models.CASCADE)
+    cost = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+
+    def __str__(self):
+        return f"{self.supplier_id} supplies {self.item_id}"
+
+
+class Shelf(models.Model):
+    """An explicit through table, declared elsewhere, pointing at a versioned model."""
+
+    name = models.CharField(max_length=50)
+    documents = models.ManyToManyField(
+        Document, through="Placement", related_name="shelves"
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class Placement(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    shelf = models.ForeignKey(Shelf, on_delete=models.CASCADE)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE)
+    position = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.document_id} on {self.shelf_id}"
+
+
+class Note(models.Model):
+    """A generic foreign key; it keeps the version it was set to."""
+
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", on_delete=models.CASCADE
+    )
+    object_id = models.CharField(max_length=64)
+    target = GenericForeignKey("content_type", "object_id")
+    text = models.TextField()
+
+    def __str__(self):
+        return self.text
