@@ -104,7 +104,7 @@ def test_save_path_fails_cleanly_at_every_statement():
 
 
 def test_update_path_fails_cleanly_at_every_statement():
-    item = related_world()
+    related_world()
     ItemFactory(name="other")
 
     def bulk():
