@@ -66,6 +66,22 @@ def test_pinned_key_form_field_shows_the_version():
     assert field.label_from_instance(line.item) == f"{line.item} (version 1)"
 
 
+def test_a_form_keeps_a_line_pinned_to_an_old_version():
+    from django.forms import modelform_factory
+
+    line = OrderLineFactory()
+    item = line.item
+    item.price = 5
+    item.save()
+    form = modelform_factory(OrderLine, fields=["item"])(
+        data={"item": line.item_id}, instance=line
+    )
+    assert form.is_valid(), form.errors
+    assert form.save().item_id == line.item_id
+    labels = sorted(label for _, label in form.fields["item"].choices if _)
+    assert labels == [f"{item} (version 1)", f"{item} (version 2)"]
+
+
 def test_versioned_referrer_is_repointed_in_place_without_a_new_version():
     review = ReviewFactory(text="old text")
     review.text = "new text"

@@ -22,6 +22,8 @@ class PinnedForeignKey(models.ForeignKey):
     def __init__(self, to, on_delete=models.PROTECT, **kwargs) -> None:
         super().__init__(to, on_delete, **kwargs)
 
-    def formfield(self, **kwargs):
+    def formfield(self, *, using=None, **kwargs):
+        # Any version may be pinned, so every version is a valid choice.
         kwargs.setdefault("form_class", PinnedVersionChoiceField)
-        return super().formfield(**kwargs)
+        kwargs.setdefault("queryset", self.remote_field.model.all_versions.using(using))
+        return super().formfield(using=using, **kwargs)
