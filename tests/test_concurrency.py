@@ -126,3 +126,50 @@ def test_concurrent_update_and_save_on_the_same_rows(on_postgres):
         assert versions.filter(valid_to__isnull=True).count() == 1
         numbers = sorted(versions.values_list("version", flat=True))
         assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_mixed_writers_lose_no_update_and_never_fork(on_postgres):
+    import random
+
+    from django.db.models import F
+
+    from tests.testapp.models import Item
+
+    items = [Item.objects.create(name=f"row {n}", price=0) for n in range(8)]
+    identities = [item.identity for item in items]
+    applied = {identity: 0 for identity in identities}
+    lock = threading.Lock()
+    unexpected = []
+
+    def writer(seed):
+        rng = random.Random(seed)
+        for _ in range(15):
+            chosen = rng.sample(identities, rng.randint(1, 4))
+            try:
+                if rng.random() < 0.5:
+                    Item.objects.filter(identity__in=chosen).update(
+                        price=F("price") + 1
+                    )
+                else:
+                    chosen = chosen[:1]
+                    item = Item.objects.get(identity=chosen[0])
+                    item.price += 1
+                    item.save()
+            except StaleVersionError:
+                continue  # retryable: someone else wrote first; nothing was written
+            except Exception as error:  # recorded: must never happen
+                unexpected.append(error)
+                continue
+            with lock:
+                for identity in chosen:
+                    applied[identity] += 1
+
+    outcomes = run_in_threads(*(lambda s=seed: writer(s) for seed in range(4)))
+    assert outcomes == ["saved"] * 4
+    assert unexpected == []
+    for identity in identities:
+        versions = Item.all_versions.filter(identity=identity)
+        assert versions.filter(valid_to__isnull=True).count() == 1
+        numbers = sorted(versions.values_list("version", flat=True))
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert Item.objects.get(identity=identity).price == applied[identity]
