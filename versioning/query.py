@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from django.conf import settings
-from django.db import connections, models, transaction
+from django.db import connections, models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -96,8 +96,8 @@ class CurrentQuerySet(models.QuerySet):
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
         model = self.model
-        with transaction.atomic(using=self.db):
-            closed = close_rows(model, self.db, timezone.now(), pk__in=list_pks(self))
+        matched = self.order_by().values("pk")
+        closed = close_rows(model, self.db, timezone.now(), pk__in=matched)
         return closed, {model._meta.label: closed} if closed else {}
 
     delete.alters_data = True
@@ -172,10 +172,6 @@ class CurrentManager(models.Manager.from_queryset(CurrentQuerySet)):
 
 class AllVersionsManager(models.Manager.from_queryset(AllVersionsQuerySet)):
     """Every row, historical and current."""
-
-
-def list_pks(queryset) -> list:
-    return list(queryset.order_by().values_list("pk", flat=True))
 
 
 def close_rows(model, using, now, **lookups) -> int:

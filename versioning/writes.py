@@ -5,30 +5,63 @@ few statements per batch, building the new rows inside the database.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import OperationalError, connections, models, transaction
-from django.db.models import Case, F, OuterRef, Subquery, Value, When
+from django.db.models import Case, F, Max, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from . import context
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
 from .fixup import LinkTable, is_versioned, link_tables, referring_fields
-from .query import batch_size, close_rows, ensure_all_closed, list_pks
+from .query import batch_size, close_rows, ensure_all_closed
 
 
 def update_versions(queryset, values: dict[str, Any]) -> int:
     model = queryset.model
     using = queryset.db
     assignments = resolve_assignments(model, values)
-    size = batch_size(using)
+    versioned = 0
     with retryable_conflicts(model), transaction.atomic(using=using):
-        pks = list_pks(queryset)
-        for start in range(0, len(pks), size):
-            version_rows(model, using, pks[start : start + size], assignments)
-    return len(pks)
+        for pks in matched_pk_batches(queryset, batch_size(using)):
+            version_rows(model, using, pks, assignments)
+            versioned += len(pks)
+    return versioned
+
+
+def matched_pk_batches(queryset, size: int) -> Iterator[list]:
+    """
+    The matched rows' keys, a batch at a time in key order, so that memory
+    stays flat however many rows match. New versions get larger keys than
+    any row matched at the start, so they are never matched again.
+    """
+    pks = queryset.order_by("pk").values_list("pk", flat=True)
+    first = list(pks[:size])
+    if len(first) < size:
+        yield first
+        return
+    meta = queryset.model._meta
+    if not isinstance(meta.pk, models.AutoField):
+        # Keys made in Python (UUIDs) are not ordered by age: take them all.
+        yield from chunked(list(pks), size)
+        return
+    ceiling = queryset.model._base_manager.using(queryset.db).aggregate(
+        ceiling=Max("pk")
+    )["ceiling"]
+    batch = first
+    while batch:
+        yield batch
+        if len(batch) < size:
+            return
+        batch = list(pks.filter(pk__gt=batch[-1], pk__lte=ceiling)[:size])
+
+
+def chunked(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @contextmanager
