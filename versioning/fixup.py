@@ -47,7 +47,7 @@ def link_tables(model) -> list[LinkTable]:
     return tables
 
 
-def referring_fields(model) -> list[models.ForeignKey]:
+def referring_fields(model, *, include_pinned=False) -> list[models.ForeignKey]:
     """
     Foreign keys and one-to-one fields, on any model, that follow ``model``'s
     objects from version to version: every key to its primary key except
@@ -61,7 +61,7 @@ def referring_fields(model) -> list[models.ForeignKey]:
             continue
         field = relation.field
         if (
-            isinstance(field, PinnedForeignKey)
+            (isinstance(field, PinnedForeignKey) and not include_pinned)
             or field.model in through_models
             or field.target_field is not concrete._meta.pk
         ):

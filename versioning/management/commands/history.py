@@ -1,0 +1,229 @@
+import csv
+import datetime
+import json
+
+from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Max
+from django.utils import timezone
+
+from versioning.management import arguments
+from versioning.models import BOOKKEEPING_FIELD_NAMES
+
+SHORT = 40
+
+
+def shorten(value) -> str:
+    text = "∅" if value is None else str(value)
+    text = " ".join(text.split()) or '""'
+    return text if len(text) <= SHORT else text[: SHORT - 1] + "…"
+
+
+class Command(BaseCommand):
+    help = (
+        "Show every version of one object, or recent changes across a model.\n\n"
+        "Examples:\n"
+        "  manage.py history catalog.Product 3\n"
+        "  manage.py history catalog.Product 5b9d…-uuid --format json\n"
+        "  manage.py history catalog.Product 3 --as-of '2026-11-27 14:00'\n"
+        "  manage.py history catalog.Product --since 2026-11-01 --limit 20"
+    )
+
+    def create_parser(self, *args, **kwargs):
+        class KeepNewlines(DjangoHelpFormatter):
+            def _fill_text(self, text, width, indent):
+                return "".join(indent + line for line in text.splitlines(True))
+
+        parser = super().create_parser(*args, **kwargs)
+        parser.formatter_class = KeepNewlines
+        return parser
+
+    def add_arguments(self, parser):
+        parser.add_argument("model", help="app_label.ModelName of a versioned model")
+        parser.add_argument(
+            "object",
+            nargs="?",
+            help="identity (UUID) or primary key of any version; omit with --since",
+        )
+        parser.add_argument("--as-of", help="show the version current at this moment")
+        parser.add_argument(
+            "--since", help="without OBJECT: versions made since this moment"
+        )
+        parser.add_argument(
+            "--format", choices=["table", "json", "csv"], default="table"
+        )
+        parser.add_argument("--limit", help="show at most the N newest versions")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+    def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
+        model = arguments.versioned_model(options["model"])
+        using = options["database"]
+        limit = options["limit"] and arguments.positive(options["limit"], "--limit")
+        as_of = options["as_of"] and arguments.moment(options["as_of"], "--as-of")
+        since = options["since"] and arguments.moment(options["since"], "--since")
+        rows = model.all_versions.using(using).select_related("changed_by")
+
+        if options["object"] is None:
+            if since is None:
+                raise CommandError(
+                    "Name an OBJECT (identity or primary key), or use --since "
+                    "DATETIME to list recent changes across the model."
+                )
+            versions = rows.filter(valid_from__gte=since).order_by("-valid_from", "-pk")
+        else:
+            if since is not None:
+                raise CommandError(
+                    "--since lists changes across the model; drop OBJECT."
+                )
+            identity = arguments.identity_of(model, options["object"], using)
+            versions = rows.filter(identity=identity).order_by("-version")
+            if as_of is not None:
+                versions = versions.as_of(as_of)
+        versions = list(versions[:limit] if limit else versions)
+        versions.reverse()
+        if options["object"] is not None and as_of is not None and not versions:
+            raise CommandError(
+                f"The object did not exist at {as_of.isoformat()} "
+                "(not yet created, or deleted then)."
+            )
+        records = self.records(model, versions, using)
+        getattr(self, f"write_{options['format']}")(model, records)
+
+    def records(self, model, versions, using):
+        latest = dict(
+            model.all_versions.using(using)
+            .filter(identity__in={v.identity for v in versions})
+            .values_list("identity")
+            .annotate(latest=Max("version"))
+        )
+        loaded = {(v.identity, v.version): v for v in versions}
+        records = []
+        for version in versions:
+            previous = None
+            if version.version > 1:
+                previous = loaded.get((version.identity, version.version - 1))
+                previous = previous or version.previous_version()
+            changes = previous.diff(version) if previous is not None else {}
+            pruned_before = version.version > 1 and previous is None
+            records.append(
+                {
+                    "object": str(version),
+                    "version": version.version,
+                    "pk": version.pk,
+                    "identity": version.identity,
+                    "valid_from": version.valid_from,
+                    "valid_to": version.valid_to,
+                    "deleted": version.valid_to is not None
+                    and version.version == latest[version.identity],
+                    "changed_by": version.changed_by.get_username()
+                    if version.changed_by
+                    else None,
+                    "change_reason": version.change_reason,
+                    "previous_pruned": pruned_before,
+                    "changes": {
+                        name: [old, new] for name, (old, new) in changes.items()
+                    },
+                    "data": {
+                        field.name: field.value_from_object(version)
+                        for field in model._meta.concrete_fields
+                        if field.name not in BOOKKEEPING_FIELD_NAMES
+                    },
+                }
+            )
+        return records
+
+    def write_json(self, model, records):
+        self.stdout.write(json.dumps(records, cls=ExactJSONEncoder, indent=2))
+
+    def write_csv(self, model, records):
+        data_names = list(records[0]["data"]) if records else []
+        writer = csv.writer(self.stdout, lineterminator="\n")
+        fixed = ["version", "pk", "identity", "valid_from", "valid_to", "deleted"]
+        fixed += ["changed_by"]
+        writer.writerow([*fixed, "change_reason", "changes", *data_names])
+        encoder = ExactJSONEncoder()
+        for record in records:
+            writer.writerow(
+                [
+                    *(csv_value(record[name]) for name in fixed),
+                    record["change_reason"],
+                    encoder.encode(record["changes"]),
+                    *(csv_value(record["data"][name]) for name in data_names),
+                ]
+            )
+
+    def write_table(self, model, records):
+        if not records:
+            self.stdout.write("No versions.")
+            return
+        first = records[0]
+        one_object = len({r["identity"] for r in records}) == 1
+        if one_object:
+            self.stdout.write(
+                self.style.MIGRATE_HEADING(
+                    f"{model._meta.label} {first['identity']} "
+                    f"({shorten(first['object'])}): {len(records)} version(s) shown"
+                )
+            )
+        header = ["version", "pk", "valid_from", "valid_to", "changed_by", "reason"]
+        if not one_object:
+            header.insert(0, "object")
+        rows = [
+            [
+                *([] if one_object else [shorten(r["object"])]),
+                str(r["version"]),
+                str(r["pk"]),
+                moment_text(r["valid_from"]),
+                moment_text(r["valid_to"]) if r["valid_to"] else "current",
+                r["changed_by"] or "-",
+                shorten(r["change_reason"]) if r["change_reason"] else "-",
+            ]
+            for r in records
+        ]
+        widths = [
+            max(len(row[i]) for row in [header, *rows]) for i in range(len(header))
+        ]
+        line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+        self.stdout.write(self.style.SQL_FIELD(line + "  changes"))
+        for record, row in zip(records, rows, strict=True):
+            cells = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            if record["version"] == 1:
+                change_text = "created"
+            elif record["previous_pruned"]:
+                change_text = "(previous version pruned)"
+            elif record["changes"]:
+                change_text = "; ".join(
+                    f"{name}: {shorten(old)} → {shorten(new)}"
+                    for name, (old, new) in record["changes"].items()
+                )
+            else:
+                change_text = "restored, no field changed"
+            if record["deleted"]:
+                change_text += "; then deleted"
+            self.stdout.write(f"{cells}  {change_text}")
+            if self.verbosity >= 2:
+                for name, value in record["data"].items():
+                    self.stdout.write(f"{'':{len(cells)}}    {name} = {shorten(value)}")
+
+
+class ExactJSONEncoder(DjangoJSONEncoder):
+    """Keeps microseconds: DjangoJSONEncoder rounds datetimes to milliseconds."""
+
+    def default(self, o):
+        if isinstance(o, datetime.datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+def moment_text(value) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def csv_value(value) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

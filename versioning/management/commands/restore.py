@@ -1,0 +1,68 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+import versioning
+from versioning.exceptions import StaleVersionError
+from versioning.management import arguments
+
+
+class Command(BaseCommand):
+    help = (
+        "Make an old version's data current again, as a new version. Works on "
+        "deleted objects too. Example: manage.py restore catalog.Product 3 "
+        "--version 1 --reason 'price rise reverted'"
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("model", help="app_label.ModelName of a versioned model")
+        parser.add_argument(
+            "object", help="identity (UUID) or primary key of any version"
+        )
+        parser.add_argument("--version", required=True, help="the version to restore")
+        parser.add_argument("--reason", default="", help="recorded as change_reason")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="say what would happen; write nothing",
+        )
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+    def handle(self, *args, **options):
+        model = arguments.versioned_model(options["model"])
+        using = options["database"]
+        identity = arguments.identity_of(model, options["object"], using)
+        number = arguments.positive(options["version"], "--version")
+        versions = model.all_versions.using(using).filter(identity=identity)
+        chosen = versions.filter(version=number).first()
+        if chosen is None:
+            latest = versions.order_by("-version").values_list("version", flat=True)[0]
+            raise CommandError(
+                f"{model._meta.label} {identity} has versions 1 to {latest}; "
+                f"there is no version {number}."
+            )
+        current = versions.filter(valid_to__isnull=True).first()
+        if current is not None and not chosen.diff(current):
+            self.stdout.write(
+                f"Version {number} already matches the current version "
+                f"{current.version}; nothing to do."
+            )
+            return
+        if options["dry_run"]:
+            self.stdout.write(
+                f"Would restore version {number} of {model._meta.label} {identity} "
+                f"({chosen}) as a new version. Nothing was written (--dry-run)."
+            )
+            return
+        try:
+            with versioning.changes(
+                reason=options["reason"] or f"restored version {number}"
+            ):
+                restored = chosen.restore(using=using)
+        except StaleVersionError as error:
+            raise CommandError(str(error)) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Restored version {number} of {model._meta.label} {identity} "
+                f"({restored}) as version {restored.version}."
+            )
+        )
