@@ -13,6 +13,13 @@ class Command(BaseCommand):
         "--version 1 --reason 'price rise reverted'"
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # --version names the version to restore, replacing Django's
+        # "show Django's version" flag for this command.
+        return super().create_parser(
+            prog_name, subcommand, conflict_handler="resolve", **kwargs
+        )
+
     def add_arguments(self, parser):
         parser.add_argument("model", help="app_label.ModelName of a versioned model")
         parser.add_argument(

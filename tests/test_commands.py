@@ -1,0 +1,323 @@
+"""The history, restore, purge and prune management commands."""
+
+import csv
+import datetime
+import io
+import json
+import uuid
+from unittest import mock
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+import versioning
+from tests.factories import ExampleFactory, ItemFactory, OrderLineFactory, UserFactory
+from tests.testapp.models import Example, Item, OrderLine
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args, **options):
+    out = io.StringIO()
+    call_command(*args, stdout=out, **options)
+    return out.getvalue()
+
+
+@pytest.fixture
+def lamp():
+    alice = UserFactory(username="alice")
+    with versioning.changes(user=alice, reason="new"):
+        item = ItemFactory(name="lamp", price=10, description="d")
+    with versioning.changes(reason="price rise"):
+        item.price = 12
+        item.save()
+    with versioning.changes(reason="x" * 100):
+        item.description = "a much longer description " * 5
+        item.save()
+    return item
+
+
+# history ---------------------------------------------------------------------
+
+
+def test_history_table_by_identity_or_any_pk(lamp):
+    by_identity = run("history", "testapp.Item", str(lamp.identity))
+    first_pk = lamp.history().first().pk
+    assert run("history", "testapp.Item", str(first_pk)) == by_identity
+    lines = by_identity.splitlines()
+    assert str(lamp.identity) in lines[0] and "3 version(s)" in lines[0]
+    assert lines[1].split()[:6] == [
+        "version",
+        "pk",
+        "valid_from",
+        "valid_to",
+        "changed_by",
+        "reason",
+    ]
+    assert "created" in lines[2] and "alice" in lines[2]
+    assert "price: 10.00 → 12.00" in lines[3] and "price rise" in lines[3]
+    assert "current" in lines[4]
+    assert "…" in lines[4]  # long values are shortened
+
+
+def test_history_json_is_complete(lamp):
+    records = json.loads(run("history", "testapp.Item", str(lamp.pk), format="json"))
+    assert [r["version"] for r in records] == [1, 2, 3]
+    second = records[1]
+    assert second["changes"] == {"price": ["10.00", "12.00"]}
+    assert second["change_reason"] == "price rise"
+    assert second["identity"] == str(lamp.identity)
+    stored = Item.all_versions.get(pk=second["pk"])
+    assert second["valid_from"] == stored.valid_from.isoformat()
+    assert second["valid_to"] == stored.valid_to.isoformat()
+    assert second["data"]["description"] == "d"
+    assert records[2]["valid_to"] is None and records[0]["changed_by"] == "alice"
+
+
+def test_history_csv_is_complete(lamp):
+    rows = list(
+        csv.DictReader(
+            io.StringIO(run("history", "testapp.Item", str(lamp.pk), format="csv"))
+        )
+    )
+    assert [r["version"] for r in rows] == ["1", "2", "3"]
+    assert json.loads(rows[1]["changes"]) == {"price": ["10.00", "12.00"]}
+    assert rows[2]["description"] == lamp.description
+    assert rows[2]["valid_to"] == "" and rows[0]["changed_by"] == "alice"
+    assert rows[0]["deleted"] == "False"
+
+
+def test_history_as_of_and_limit(lamp):
+    second = lamp.history()[1]
+    records = json.loads(
+        run(
+            "history",
+            "testapp.Item",
+            str(lamp.pk),
+            format="json",
+            as_of=second.valid_from.isoformat(),
+        )
+    )
+    assert [r["version"] for r in records] == [2]
+    records = json.loads(
+        run("history", "testapp.Item", str(lamp.pk), format="json", limit="2")
+    )
+    assert [r["version"] for r in records] == [2, 3]
+
+
+def test_history_since_lists_recent_changes_across_the_model(lamp):
+    other = ItemFactory(name="desk")
+    other.delete()
+    since = lamp.history()[1].valid_from.isoformat()
+    out = run("history", "testapp.Item", since=since)
+    assert out.splitlines()[0].split()[0] == "object"
+    assert "desk" in out and "then deleted" in out
+    assert "created" not in out.split("lamp")[1].splitlines()[0]
+
+
+def test_history_accepts_project_time_zone_dates(lamp):
+    next_minute = lamp.valid_from + datetime.timedelta(minutes=1)
+    text = timezone.localtime(next_minute).strftime("%Y-%m-%d %H:%M")
+    records = json.loads(
+        run("history", "testapp.Item", str(lamp.pk), as_of=text, format="json")
+    )
+    assert [r["version"] for r in records] == [3]
+    run("history", "testapp.Item", since=timezone.localdate().isoformat())
+
+
+@pytest.mark.parametrize(
+    "args, options, message",
+    [
+        (["testapp.Nope", "1"], {}, "Unknown model 'testapp.Nope'"),
+        (["nodots", "1"], {}, "Unknown model"),
+        (["testapp.Tag", "1"], {}, "not a versioned model"),
+        (["testapp.Item", "999999"], {}, "No testapp.Item has identity or primary key"),
+        (["testapp.Item", "abc"], {}, "No testapp.Item"),
+        (["testapp.Item", str(uuid.uuid4())], {}, "No testapp.Item"),
+        (["testapp.Item", "LAMP"], {"as_of": "yesterday"}, "not a date and time"),
+        (["testapp.Item", "LAMP"], {"limit": "0"}, "1 or more"),
+        (["testapp.Item", "LAMP"], {"limit": "many"}, "1 or more"),
+        (["testapp.Item"], {}, "use --since"),
+        (["testapp.Item", "LAMP"], {"since": "2026-01-01"}, "drop OBJECT"),
+        (["testapp.Item", "LAMP"], {"as_of": "2000-01-01"}, "did not exist"),
+    ],
+)
+def test_history_bad_input_is_a_one_line_command_error(lamp, args, options, message):
+    args = [str(lamp.pk) if a == "LAMP" else a for a in args]
+    with pytest.raises(CommandError, match=message) as error:
+        run("history", *args, **options)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_input_from_the_command_line_exits_non_zero(capsys):
+    from django.core.management import ManagementUtility
+
+    with pytest.raises(SystemExit) as exit_:
+        ManagementUtility(["manage.py", "history", "testapp.Nope", "1"]).execute()
+    assert exit_.value.code != 0
+    err = capsys.readouterr().err
+    assert err.startswith("CommandError: Unknown model") and "Traceback" not in err
+
+
+# restore ---------------------------------------------------------------------
+
+
+def test_restore_makes_a_version_current_again(lamp):
+    out = run("restore", "testapp.Item", str(lamp.identity), version="1", reason="undo")
+    current = Item.objects.get()
+    assert "as version 4" in out
+    assert (current.version, current.price, current.change_reason) == (4, 10, "undo")
+
+
+def test_restore_dry_run_and_deleted_objects(lamp):
+    assert "Nothing was written" in run(
+        "restore", "testapp.Item", str(lamp.pk), version="1", dry_run=True
+    )
+    assert Item.all_versions.count() == 3
+    lamp.delete()
+    run("restore", "testapp.Item", str(lamp.pk), version="2")
+    assert Item.objects.get().price == 12
+
+
+@pytest.mark.parametrize(
+    "version, message",
+    [("9", "has versions 1 to 3"), ("0", "1 or more"), ("x", "1 or more")],
+)
+def test_restore_bad_version(lamp, version, message):
+    with pytest.raises(CommandError, match=message):
+        run("restore", "testapp.Item", str(lamp.pk), version=version)
+    assert Item.all_versions.count() == 3
+
+
+def test_restore_of_the_current_data_does_nothing(lamp):
+    assert "nothing to do" in run("restore", "testapp.Item", str(lamp.pk), version="3")
+
+
+# purge -----------------------------------------------------------------------
+
+
+def test_purge_removes_every_version_after_confirmation(lamp, monkeypatch):
+    keep = ExampleFactory()
+    monkeypatch.setattr("builtins.input", lambda prompt: "yes")
+    out = run("purge", "testapp.Item", str(lamp.pk))
+    assert "3 version(s) of 1 testapp.Item" in out and "Purged" in out
+    assert not Item.all_versions.exists()
+    assert Example.objects.filter(pk=keep.pk).exists()
+
+
+def test_purge_can_be_cancelled_and_dry_run(lamp, monkeypatch):
+    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+    with pytest.raises(CommandError, match="cancelled"):
+        run("purge", "testapp.Item", str(lamp.pk))
+    assert "Nothing was deleted" in run(
+        "purge", "testapp.Item", str(lamp.pk), dry_run=True
+    )
+    assert Item.all_versions.count() == 3
+
+
+def test_purge_honours_protect(lamp):
+    OrderLineFactory(item=Item.all_versions.get(version=1))
+    with pytest.raises(CommandError, match="testapp.OrderLine"):
+        run("purge", "testapp.Item", str(lamp.pk), interactive=False)
+    assert Item.all_versions.count() == 3
+
+
+def test_purge_several_objects_without_input(lamp):
+    other = ItemFactory()
+    run("purge", "testapp.Item", str(lamp.identity), str(other.pk), interactive=False)
+    assert not Item.all_versions.exists()
+
+
+# prune -----------------------------------------------------------------------
+
+
+def edited_example(times):
+    obj = ExampleFactory(data="0")
+    for n in range(1, times):
+        obj.data = str(n)
+        obj.save()
+    return obj
+
+
+def test_prune_keeps_the_newest_versions_and_current_rows():
+    obj = edited_example(6)
+    other = edited_example(2)
+    out = run("prune", "testapp.Example", keep="2")
+    assert "Removed 4 historical version(s)" in out
+    assert sorted(obj.history().values_list("version", flat=True)) == [5, 6]
+    assert other.history().count() == 2
+
+
+def test_prune_never_removes_pinned_or_referenced_versions():
+    item = ItemFactory()
+    pinned = OrderLineFactory(item=item)
+    for price in (1, 2, 3):
+        item.price = price
+        item.save()
+    out = run("prune", "testapp.Item", keep="1")
+    assert "Kept 1 old version(s) that other rows point at" in out
+    assert Item.all_versions.filter(pk=pinned.item_id).exists()
+    assert OrderLine.objects.get().item_id == pinned.item_id
+    assert Item.all_versions.count() == 2
+
+
+def test_prune_older_than_and_dry_run():
+    obj = edited_example(3)
+    assert "Would remove 0" in run(
+        "prune", "testapp.Example", older_than="1d", dry_run=True
+    )
+    two_days_later = timezone.now() + datetime.timedelta(days=2)
+    with mock.patch("django.utils.timezone.now", return_value=two_days_later):
+        assert "Would remove 2" in run(
+            "prune", "testapp.Example", older_than="1d", dry_run=True
+        )
+        assert obj.history().count() == 3
+        run("prune", "testapp.Example", older_than="1d")
+    assert list(obj.history().values_list("version", flat=True)) == [3]
+
+
+def test_prune_works_in_batches_with_plain_progress_lines():
+    for _ in range(3):
+        edited_example(4)
+    out = run("prune", "testapp.Example", keep="1", batch_size="4")
+    assert [line for line in out.splitlines() if line.startswith("pruned")] == [
+        "pruned 4/9",
+        "pruned 8/9",
+        "pruned 9/9",
+    ]
+    assert Example.all_versions.count() == 3
+
+
+def test_prune_removes_the_links_of_removed_versions():
+    item = ItemFactory()
+    item.tags.create(name="red")
+    item.price = 99
+    item.save()
+    run("prune", "testapp.Item", keep="1")
+    assert Item.tags.through.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({}, "--keep N, --older-than DURATION"),
+        ({"keep": "0"}, "1 or more"),
+        ({"older_than": "soon"}, "not a duration"),
+        ({"older_than": "0d"}, "not a duration"),
+        ({"keep": "1", "batch_size": "-5"}, "1 or more"),
+    ],
+)
+def test_prune_bad_input(options, message):
+    edited_example(3)
+    with pytest.raises(CommandError, match=message):
+        run("prune", "testapp.Example", **options)
+    assert Example.all_versions.count() == 3
+
+
+def test_commands_have_help_with_examples():
+    for name in ("history", "restore", "purge", "prune"):
+        from django.core.management import load_command_class
+
+        command = load_command_class("versioning", name)
+        assert "manage.py " + name in command.help
