@@ -1,10 +1,14 @@
 """Load the demo data once; running it again changes nothing."""
 
+import datetime
 from decimal import Decimal
+from unittest import mock
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 import versioning
 from demo_project.catalog.models import (
@@ -40,6 +44,15 @@ class Command(BaseCommand):
         )
 
     def load(self):
+        # The demo's history is spread over the past weeks so that as-of
+        # queries and the history command have something to tell apart.
+        start = timezone.now() - datetime.timedelta(days=21)
+        days = iter(range(0, 21, 2))
+
+        def day():
+            moment = start + datetime.timedelta(days=next(days), hours=9)
+            return mock.patch("django.utils.timezone.now", return_value=moment)
+
         User = get_user_model()
         admin = User.objects.create_superuser(
             ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD
@@ -48,20 +61,20 @@ class Command(BaseCommand):
         bob = User.objects.create_user("bob", password="bob", is_staff=True)
 
         # Story 1: an edit inserts a new row.
-        with versioning.changes(user=admin, reason="story 1"):
+        with day(), versioning.changes(user=admin, reason="story 1"):
             e1 = Example.objects.create(data="e1")
             e1.data = "e2"
             e1.save()
 
         # Story 2: the parent follows its child to the new version.
-        with versioning.changes(user=admin, reason="story 2"):
+        with day(), versioning.changes(user=admin, reason="story 2"):
             p1 = Parent.objects.create(name="p1", child=Child.objects.create(data="c1"))
             p1.child.data = "c2"
             p1.child.save()
 
         lamp_tags = [Tag.objects.create(name=n) for n in ("lighting", "living room")]
         Tag.objects.create(name="office")
-        with versioning.changes(user=alice, reason="new catalog"):
+        with day(), versioning.changes(user=alice, reason="new catalog"):
             lamp = Product.objects.create(name="Desk lamp", price=Decimal("29.00"))
             lamp.tags.set(lamp_tags)
             chair = Product.objects.create(name="Office chair", price=Decimal("149.00"))
@@ -72,16 +85,16 @@ class Command(BaseCommand):
         OrderLine.objects.create(order=order, product=lamp, quantity=2)
         Favourite.objects.create(user="Carol", product=lamp)
 
-        with versioning.changes(user=bob, reason="supplier price rise"):
+        with day(), versioning.changes(user=bob, reason="supplier price rise"):
             lamp.price = Decimal("34.00")
             lamp.save()
-        with versioning.changes(user=alice, reason="better description"):
+        with day(), versioning.changes(user=alice, reason="better description"):
             lamp.description = "Adjustable arm, warm white LED."
             lamp.save()
-        with versioning.changes(user=bob, reason="typo"):
+        with day(), versioning.changes(user=bob, reason="typo"):
             chair.name = "Office chair (ergonomic)"
             chair.save()
-        with versioning.changes(user=alice, reason="discontinued"):
+        with day(), versioning.changes(user=alice, reason="discontinued"):
             stool.delete()
 
     def print_stories(self):
@@ -93,10 +106,18 @@ class Command(BaseCommand):
             f"Story 2: Child rows by id: {children}; "
             f"parent.child_id = {parent.child_id}"
         )
+        lamp = Product.objects.get(name="Desk lamp")
+        self.stdout.write(
+            f"\nThe desk lamp's history "
+            f"(python manage.py history catalog.Product {lamp.pk}):"
+        )
+        call_command(
+            "history", "catalog.Product", str(lamp.identity), stdout=self.stdout
+        )
         line = OrderLine.objects.select_related("product").first()
         favourite = Favourite.objects.select_related("product").first()
         self.stdout.write(
-            f"Pinned: the order line still shows version {line.product.version} at "
+            f"\nPinned: the order line still shows version {line.product.version} at "
             f"{line.product.price}; the favourite follows to version "
             f"{favourite.product.version} at {favourite.product.price}."
         )
