@@ -1,26 +1,19 @@
 from django.contrib import admin
 
+from versioning.admin import VersionedAdmin
+
 from . import models
 
 
-class VersionInfo:
-    readonly_fields = (
-        "identity",
-        "version",
-        "valid_from",
-        "changed_by",
-        "change_reason",
-    )
-
-
 @admin.register(models.Product)
-class ProductAdmin(VersionInfo, admin.ModelAdmin):
+class ProductAdmin(VersionedAdmin):
     list_display = ("name", "price", "version", "valid_from", "changed_by")
+    search_fields = ("name",)
     filter_horizontal = ("tags",)
 
 
 @admin.register(models.Example, models.Child)
-class SimpleAdmin(VersionInfo, admin.ModelAdmin):
+class SimpleAdmin(VersionedAdmin):
     list_display = ("data", "version", "valid_from", "changed_by")
 
 

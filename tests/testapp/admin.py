@@ -1,0 +1,19 @@
+from django.contrib import admin
+
+from versioning.admin import VersionedAdmin
+
+from . import models
+
+
+@admin.register(models.Item)
+class ItemAdmin(VersionedAdmin):
+    list_display = ("name", "price", "version")
+    list_filter = ("price",)
+
+
+@admin.register(models.Example, models.Document)
+class PlainVersionedAdmin(VersionedAdmin):
+    pass
+
+
+admin.site.register(models.OrderLine)

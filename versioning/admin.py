@@ -1,0 +1,570 @@
+"""VersionedAdmin: history, comparison, restore and conflict-safe admin editing."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_field, quote, unquote
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
+from django.core.exceptions import PermissionDenied
+from django.db import router
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+import versioning
+
+from .admin_filters import (
+    AS_OF_PARAMETER,
+    STATUS_PARAMETER,
+    AsOfFilter,
+    StatusFilter,
+    parse_as_of,
+)
+from .exceptions import StaleVersionError
+from .models import Versioned, data_fields
+
+LOADED_VERSION_FIELD = "versioning_loaded_version"
+REASON_FIELD = "versioning_reason"
+HISTORY_PAGE_SIZE = 50
+
+
+class VersionedChangeList(ChangeList):
+    """Rows that are not current link to their read-only version page."""
+
+    def url_for_result(self, result):
+        if result.is_current:
+            return super().url_for_result(result)
+        return reverse(
+            self.model_admin.admin_urlname("version"),
+            args=(quote(result.pk),),
+            current_app=self.model_admin.admin_site.name,
+        )
+
+
+class VersionedAdmin(admin.ModelAdmin):
+    """
+    A ModelAdmin for versioned models. Edits make new versions, carry the
+    loaded version so a concurrent save is reported instead of overwritten,
+    and every version can be viewed, compared and restored.
+    """
+
+    change_form_template = "admin/versioning/change_form.html"
+    change_list_template = "admin/versioning/change_list.html"
+    object_history_template = "admin/versioning/object_history.html"
+    delete_confirmation_template = "admin/versioning/delete_confirmation.html"
+
+    # URLs --------------------------------------------------------------------
+
+    def admin_urlname(self, view: str) -> str:
+        opts = self.opts
+        return f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}"
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        own = [
+            path(
+                "<path:object_id>/version/",
+                wrap(self.version_view),
+                name=f"{name}_version",
+            ),
+            path(
+                "<path:object_id>/compare/",
+                wrap(self.compare_view),
+                name=f"{name}_compare",
+            ),
+            path(
+                "<path:object_id>/restore/",
+                wrap(self.restore_view),
+                name=f"{name}_restore",
+            ),
+        ]
+        return own + super().get_urls()
+
+    # Reading rows --------------------------------------------------------------
+
+    def get_version(self, request, object_id) -> Versioned | None:
+        """Any version (historical or current) by primary key, or None."""
+        model = self.model
+        try:
+            pk = model._meta.pk.to_python(unquote(object_id))
+            return model.all_versions.select_related("changed_by").get(pk=pk)
+        except (model.DoesNotExist, ValueError, TypeError, forms.ValidationError):
+            return None
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None and request.method == "POST" and from_field is None:
+            # A form posted from a version that is no longer current: bind it
+            # anyway, so the conflict is shown with the user's input kept.
+            obj = self.get_version(request, object_id)
+        return obj
+
+    def get_changelist(self, request, **kwargs):
+        return VersionedChangeList
+
+    def get_list_filter(self, request):
+        return [AsOfFilter, StatusFilter, *super().get_list_filter(request)]
+
+    def browsing_history(self, request) -> bool:
+        return bool(request.GET.get(AS_OF_PARAMETER)) or bool(
+            request.GET.get(STATUS_PARAMETER)
+        )
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if request.GET.get(STATUS_PARAMETER) == "deleted":
+            action = self.get_action(restore_selected)
+            return (
+                {"restore_selected": action}
+                if self.has_change_permission(request)
+                else {}
+            )
+        if request.GET.get(AS_OF_PARAMETER):
+            return {}
+        return actions
+
+    def changelist_view(self, request, extra_context=None):
+        context = {
+            "as_of": parse_as_of(request.GET.get(AS_OF_PARAMETER)),
+            "showing_deleted": request.GET.get(STATUS_PARAMETER) == "deleted",
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
+    # Editing -------------------------------------------------------------------
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return versioned_form(form, with_loaded_version=change)
+
+    def get_fields(self, request, obj=None):
+        # The version and reason inputs are placed by the template.
+        return [
+            name
+            for name in super().get_fields(request, obj)
+            if name not in (LOADED_VERSION_FIELD, REASON_FIELD)
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        row = self.get_version(request, object_id)
+        if row is not None and not row.is_current and request.method != "POST":
+            return self.redirect_from_historical(request, row)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def redirect_from_historical(self, request, row):
+        current = row.current_version()
+        if current is None:
+            self.message_user(
+                request,
+                _("“%(object)s” was deleted; this is its last version, read-only.")
+                % {"object": row},
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(self.url("version", row))
+        self.message_user(
+            request,
+            _(
+                "That link was to version %(old)s of “%(object)s”; this is the "
+                "current version, %(new)s."
+            )
+            % {"old": row.version, "object": current, "new": current.version},
+            messages.INFO,
+        )
+        return HttpResponseRedirect(self.url("change", current))
+
+    def save_model(self, request, obj, form, change):
+        reason = form.cleaned_data.get(REASON_FIELD, "")
+        version_before = obj.version if change else None
+        with versioning.changes(user=request.user, reason=reason):
+            obj.save()
+        if change and obj.version != version_before:
+            self.message_user(
+                request, _("Saved as version %(version)s.") % {"version": obj.version}
+            )
+        elif change:
+            self.message_user(
+                request,
+                _("No field changed, so no new version was made."),
+                messages.INFO,
+            )
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except StaleVersionError:
+            # Only reachable when a save slips in between validation and the
+            # write on a database without row locks (SQLite).
+            self.message_user(
+                request,
+                _(
+                    "Someone saved this object while you were saving it; nothing "
+                    "of yours was written. This is the current version."
+                ),
+                messages.ERROR,
+            )
+            row = self.get_version(request, object_id)
+            current = row.current_version() if row else None
+            target = self.url("change", current) if current else self.url("changelist")
+            return HttpResponseRedirect(target)
+
+    # Deleting --------------------------------------------------------------------
+
+    def get_deleted_objects(self, objs, request):
+        # Deleting closes the rows; nothing cascades and nothing is lost.
+        objs = list(objs)
+        needed = set()
+        if not self.has_delete_permission(request):
+            needed.add(self.opts.verbose_name)
+        listed = [
+            format_html(
+                '{}: <a href="{}">{}</a>',
+                capfirst(self.opts.verbose_name),
+                self.url("change", obj),
+                obj,
+            )
+            for obj in objs
+        ]
+        return listed, {self.opts.verbose_name_plural: len(objs)}, needed, []
+
+    def delete_model(self, request, obj):
+        with versioning.changes(user=request.user):
+            obj.delete()
+
+    # History, version, comparison, restore ---------------------------------
+
+    def history_view(self, request, object_id, extra_context=None):
+        row = self.get_version(request, object_id)
+        if row is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, row):
+            raise PermissionDenied
+        versions = row.history().select_related("changed_by").order_by("-version")
+        paginator = self.get_paginator(request, versions, HISTORY_PAGE_SIZE)
+        page = paginator.get_page(request.GET.get(PAGE_VAR, 1))
+        latest = versions.first() if page.number > 1 else None
+        entries = history_entries(list(page.object_list), latest)
+        current = next((e["version"] for e in entries if e["version"].is_current), None)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("History: %s") % row,
+            "subtitle": None,
+            "object": current or row,
+            "entries": entries,
+            "page_obj": page,
+            "page_range": paginator.get_elided_page_range(page.number),
+            "page_var": PAGE_VAR,
+            "pagination_required": paginator.num_pages > 1,
+            "module_name": str(capfirst(self.opts.verbose_name_plural)),
+            "opts": self.opts,
+            "can_restore": self.has_change_permission(request, row),
+            "compare_url": self.url("compare", row),
+            "preserved_filters": self.get_preserved_filters(request),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.object_history_template, context)
+
+    def version_view(self, request, object_id):
+        row = self.get_version(request, object_id)
+        if row is None:
+            raise Http404(_("No such version."))
+        if not self.has_view_or_change_permission(request, row):
+            raise PermissionDenied
+        context = self.version_context(
+            request,
+            row,
+            title=_("Version %(version)s of “%(object)s”")
+            % {"version": row.version, "object": row},
+        )
+        context.update(
+            fields=[
+                (capfirst(field.verbose_name), display_value(field, row))
+                for field in data_fields(self.model)
+            ],
+            current=row.current_version() if not row.is_current else row,
+        )
+        return TemplateResponse(request, "admin/versioning/version.html", context)
+
+    def compare_view(self, request, object_id):
+        row = self.get_version(request, object_id)
+        if row is None:
+            raise Http404(_("No such version."))
+        if not self.has_view_or_change_permission(request, row):
+            raise PermissionDenied
+        older = self.get_version(request, request.GET.get("a", ""))
+        newer = self.get_version(request, request.GET.get("b", ""))
+        if (
+            older is None
+            or newer is None
+            or {older.identity, newer.identity} != {row.identity}
+        ):
+            self.message_user(
+                request,
+                _("Choose two versions of this object to compare."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(self.url("history", row))
+        if older.version > newer.version:
+            older, newer = newer, older
+        changed = older.diff(newer)
+        context = self.version_context(
+            request,
+            row,
+            title=_("Versions %(a)s and %(b)s of “%(object)s”")
+            % {"a": older.version, "b": newer.version, "object": newer},
+        )
+        context.update(
+            older=older,
+            newer=newer,
+            rows=[
+                (
+                    capfirst(field.verbose_name),
+                    display_value(field, older),
+                    display_value(field, newer),
+                    field.name in changed,
+                )
+                for field in data_fields(self.model)
+            ],
+        )
+        return TemplateResponse(request, "admin/versioning/compare.html", context)
+
+    def restore_view(self, request, object_id):
+        row = self.get_version(request, object_id)
+        if row is None:
+            raise Http404(_("No such version."))
+        if not self.has_change_permission(request, row):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self.restore_posted(request, row)
+        context = self.version_context(
+            request,
+            row,
+            title=_("Restore version %(version)s of “%(object)s”?")
+            % {"version": row.version, "object": row},
+        )
+        current = row.current_version()
+        context.update(
+            current=current,
+            changes=[
+                (capfirst(self.opts.get_field(name).verbose_name), old, new)
+                for name, (old, new) in (current.diff(row) if current else {}).items()
+            ],
+        )
+        return TemplateResponse(
+            request, "admin/versioning/restore_confirmation.html", context
+        )
+
+    def restore_posted(self, request, row):
+        if request.POST.get("version") != str(row.version):
+            self.message_user(
+                request,
+                _(
+                    "The restore request did not match this version; nothing "
+                    "was restored."
+                ),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(self.url("history", row))
+        reason = request.POST.get("reason", "").strip() or _(
+            "Restored version %(version)s"
+        ) % {"version": row.version}
+        try:
+            with versioning.changes(user=request.user, reason=reason):
+                restored = row.restore(using=router.db_for_write(self.model))
+        except StaleVersionError:
+            self.message_user(
+                request,
+                _(
+                    "Someone changed this object meanwhile; nothing was "
+                    "restored. Try again."
+                ),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(self.url("history", row))
+        if restored.pk == row.pk or restored.version == row.version:
+            self.message_user(
+                request, _("That version is already current."), messages.INFO
+            )
+        else:
+            self.log_change(request, restored, [{"restored": {"version": row.version}}])
+            self.message_user(
+                request,
+                _("Restored version %(old)s as version %(new)s.")
+                % {"old": row.version, "new": restored.version},
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(self.url("change", restored))
+
+    def version_context(self, request, row, *, title):
+        request.current_app = self.admin_site.name
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "subtitle": None,
+            "opts": self.opts,
+            "module_name": str(capfirst(self.opts.verbose_name_plural)),
+            "version": row,
+            "history_url": self.url("history", row),
+            "restore_url": self.url("restore", row),
+            "can_restore": self.has_change_permission(request, row),
+        }
+
+    def url(self, view: str, obj=None) -> str:
+        args = () if obj is None else (quote(obj.pk),)
+        return reverse(
+            self.admin_urlname(view), args=args, current_app=self.admin_site.name
+        )
+
+
+@admin.action(description=gettext_lazy("Restore selected %(verbose_name_plural)s"))
+def restore_selected(modeladmin, request, queryset):
+    restored = 0
+    with versioning.changes(user=request.user, reason=_("Restored after delete")):
+        for row in queryset:
+            try:
+                row.restore()
+                restored += 1
+            except StaleVersionError:
+                pass
+    modeladmin.message_user(
+        request,
+        _("Restored %(count)d object(s).") % {"count": restored},
+        messages.SUCCESS,
+    )
+
+
+def versioned_form(form_class, *, with_loaded_version: bool):
+    """The admin's form plus the loaded version (hidden) and a reason for the change."""
+    extra = {
+        REASON_FIELD: forms.CharField(
+            label=gettext_lazy("Reason for this change"),
+            required=False,
+            max_length=500,
+            help_text=gettext_lazy("Optional; shown in the object's history."),
+        )
+    }
+    if with_loaded_version:
+        extra[LOADED_VERSION_FIELD] = forms.IntegerField(
+            widget=forms.HiddenInput,
+            error_messages={
+                "required": gettext_lazy(
+                    "This form did not say which version it edits; reload the page."
+                ),
+                "invalid": gettext_lazy(
+                    "This form did not say which version it edits; reload the page."
+                ),
+            },
+        )
+
+    class VersionedForm(form_class):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if LOADED_VERSION_FIELD in self.fields and self.instance.pk is not None:
+                self.fields[LOADED_VERSION_FIELD].initial = self.instance.version
+
+        def clean(self):
+            cleaned = super().clean()
+            if LOADED_VERSION_FIELD in self.fields:
+                self.check_still_current(cleaned.get(LOADED_VERSION_FIELD))
+            return cleaned
+
+        def check_still_current(self, loaded_version):
+            instance = self.instance
+            if loaded_version is None:
+                return  # the field's own error says so
+            if loaded_version != instance.version:
+                raise forms.ValidationError(
+                    _(
+                        "This form was for version %(loaded)s, which is not the "
+                        "version at this address; nothing was saved. Reload the page."
+                    )
+                    % {"loaded": loaded_version},
+                    code="version_mismatch",
+                )
+            stored = (
+                type(instance)
+                .all_versions.select_for_update()
+                .filter(pk=instance.pk)
+                .values_list("valid_to", flat=True)
+                .first()
+            )
+            if instance.valid_to is None and stored is None:
+                return
+            current = instance.current_version()
+            if current is None:
+                raise forms.ValidationError(
+                    _(
+                        "“%(object)s” was deleted at %(when)s, after you opened it. "
+                        "Nothing was saved."
+                    )
+                    % {"object": instance, "when": stored or instance.valid_to},
+                    code="deleted",
+                )
+            raise forms.ValidationError(
+                _(
+                    "“%(object)s” was changed by %(who)s at %(when)s (now version "
+                    "%(version)s) after you opened it. Nothing was saved; your input "
+                    "is kept below. Open the current version and apply your changes "
+                    "again."
+                )
+                % {
+                    "object": current,
+                    "who": current.changed_by or _("someone"),
+                    "when": current.valid_from.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                    "version": current.version,
+                },
+                code="stale",
+            )
+
+    VersionedForm.base_fields = {**form_class.base_fields, **extra}
+    VersionedForm.declared_fields = {**form_class.declared_fields, **extra}
+    VersionedForm.__name__ = form_class.__name__
+    return VersionedForm
+
+
+def display_value(field, obj):
+    value = field.value_from_object(obj)
+    if field.is_relation and value is not None:
+        related = getattr(obj, field.name, None)
+        return str(related) if related is not None else value
+    return display_for_field(value, field, "-")
+
+
+def history_entries(page, latest=None):
+    """
+    Each version on a history page (newest first) with what changed since
+    the one before it. ``latest`` is the newest version when the page does
+    not start with it.
+    """
+    latest = latest or (page[0] if page else None)
+    entries = []
+    previous_of_last = (
+        page[-1].previous_version() if page and page[-1].version > 1 else None
+    )
+    for index, version in enumerate(page):
+        previous = page[index + 1] if index + 1 < len(page) else previous_of_last
+        if previous is not None and previous.version != version.version - 1:
+            previous = None
+        changes = previous.diff(version) if previous is not None else {}
+        entries.append(
+            {
+                "version": version,
+                "changes": [
+                    (
+                        capfirst(version._meta.get_field(name).verbose_name),
+                        old,
+                        new,
+                    )
+                    for name, (old, new) in changes.items()
+                ],
+                "created": version.version == 1,
+                "deleted": version.pk == latest.pk and version.valid_to is not None,
+            }
+        )
+    return entries
