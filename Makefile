@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 # CI sets PG_REQUIRED=--require so that a missing PostgreSQL fails instead of skipping.
 PG_REQUIRED ?=
 
-.PHONY: demo test test-sqlite test-postgres lint clean
+.PHONY: demo test test-sqlite test-postgres lint screenshots clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test-sqlite: $(INSTALLED)
 test-postgres: $(INSTALLED)
 	@echo "== test suite on PostgreSQL =="
 	$(PY) tests/pgserver.py $(PG_REQUIRED) -- $(PY) -m pytest
+
+# Regenerates the README's admin screenshots from the browser tests.
+screenshots: $(INSTALLED)
+	VERSIONING_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/browser
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

@@ -71,6 +71,17 @@ def test_editing_saves_a_new_version_and_says_so(admin_client, admin_user, item)
     assert "Saved as version 2." in messages_of(response)
 
 
+def test_save_and_continue_opens_the_new_version(admin_client, item):
+    response = admin_client.post(
+        url("change", item), form_data(item, price="12", _continue="1")
+    )
+    assert response["Location"] == url("change", Item.objects.get())
+    page = admin_client.get(response["Location"])
+    shown = messages_of(page)
+    assert shown[0] == "Saved as version 2."
+    assert not any("That link was to version" in m for m in shown)
+
+
 def test_saving_without_a_change_makes_no_version(admin_client, item):
     response = admin_client.post(url("change", item), form_data(item), follow=True)
     assert Item.all_versions.count() == 1

@@ -11,6 +11,8 @@ from django.db import router
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -193,6 +195,17 @@ class VersionedAdmin(admin.ModelAdmin):
                 _("No field changed, so no new version was made."),
                 messages.INFO,
             )
+
+    def response_change(self, request, obj):
+        response = super().response_change(request, obj)
+        # "Save and continue editing" goes back to the URL it came from, which
+        # now names the closed version; send it to the new one instead.
+        location = response.get("Location", "")
+        if location.split("?")[0] == request.path and str(obj.pk) not in request.path:
+            response["Location"] = (
+                self.url("change", obj) + location[len(request.path) :]
+            )
+        return response
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
@@ -503,7 +516,13 @@ def versioned_form(form_class, *, with_loaded_version: bool):
                         "“%(object)s” was deleted at %(when)s, after you opened it. "
                         "Nothing was saved."
                     )
-                    % {"object": instance, "when": stored or instance.valid_to},
+                    % {
+                        "object": instance,
+                        "when": date_format(
+                            timezone.localtime(stored or instance.valid_to),
+                            "DATETIME_FORMAT",
+                        ),
+                    },
                     code="deleted",
                 )
             raise forms.ValidationError(
@@ -516,7 +535,9 @@ def versioned_form(form_class, *, with_loaded_version: bool):
                 % {
                     "object": current,
                     "who": current.changed_by or _("someone"),
-                    "when": current.valid_from.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                    "when": date_format(
+                        timezone.localtime(current.valid_from), "DATETIME_FORMAT"
+                    ),
                     "version": current.version,
                 },
                 code="stale",
