@@ -365,6 +365,7 @@ class Versioned(models.Model):
             type(self)
             .all_versions.using(using)
             .filter(pk=self.pk)
+            .order_by()
             .values(*unknown)
             .first()
         )

@@ -47,9 +47,6 @@ class AllVersionsQuerySet(models.QuerySet):
         """The versions that were current at ``when``."""
         return self.filter(as_of_filter(when))
 
-    def current(self) -> AllVersionsQuerySet:
-        return self.filter(valid_to__isnull=True)
-
     def update(self, **kwargs):
         raise HistoricalVersionError(
             "all_versions querysets are read-only, so history cannot be "
