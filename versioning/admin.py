@@ -454,7 +454,7 @@ def restore_selected(modeladmin, request, queryset):
 
 def versioned_form(form_class, *, with_loaded_version: bool):
     """The admin's form plus the loaded version (hidden) and a reason for the change."""
-    extra = {
+    extra: dict[str, forms.Field] = {
         REASON_FIELD: forms.CharField(
             label=gettext_lazy("Reason for this change"),
             required=False,

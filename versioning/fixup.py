@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, models
 
@@ -20,7 +20,7 @@ class LinkTable:
     """A many-to-many table with a column pointing at the versioned model."""
 
     through: type[models.Model]
-    column_field: models.ForeignKey  # the through table's key to the versioned model
+    column_field: Any  # the through table's ForeignKey to the versioned model
 
 
 def is_versioned(model) -> bool:
@@ -39,7 +39,7 @@ def link_tables(model) -> list[LinkTable]:
         else:  # declared elsewhere, pointing here
             m2m, column_name = field.field, field.field.m2m_reverse_field_name()
         through = m2m.remote_field.through
-        if isinstance(through, str):  # not resolved yet; apps still loading
+        if through is None or isinstance(through, str):  # apps still loading
             continue
         link = LinkTable(through, through._meta.get_field(column_name))
         if link not in tables:
@@ -147,8 +147,9 @@ def copy_links(link: LinkTable, using: str, *, from_pk, to_pk) -> None:
         return
     connection = connections[using]
     quote = connection.ops.quote_name
-    target = ", ".join(quote(f.column) for f in copied)
-    source = ", ".join("%s" if f.column == column else quote(f.column) for f in copied)
+    columns = [cast(str, f.column) for f in copied]  # concrete fields have columns
+    target = ", ".join(quote(name) for name in columns)
+    source = ", ".join("%s" if name == column else quote(name) for name in columns)
     to_value = link.column_field.get_db_prep_value(to_pk, connection)
     from_value = link.column_field.get_db_prep_value(from_pk, connection)
     table = quote(through_meta.db_table)

@@ -17,7 +17,13 @@ from django.utils.translation import gettext_lazy as _
 
 from . import checks, context, fixup, schema
 from .exceptions import HistoricalVersionError, StaleVersionError
-from .query import AllVersionsManager, CurrentManager, close_row
+from .query import (
+    AllVersionsManager,
+    AllVersionsQuerySet,
+    CurrentManager,
+    alters_data,
+    close_row,
+)
 from .signals import version_created
 
 #: Columns every versioned row gets; a subclass may not redefine them.
@@ -90,6 +96,7 @@ class Versioned(models.Model):
 
     _is_versioned_model = True
     _pending_version: _PendingVersion | None = None
+    _loaded_values: dict[str, Any]
 
     class Meta:
         abstract = True
@@ -167,13 +174,14 @@ class Versioned(models.Model):
             if field.value_from_object(self) != field.value_from_object(other)
         }
 
-    def _identity_versions(self) -> models.QuerySet:
+    def _identity_versions(self) -> AllVersionsQuerySet:
         return (
             type(self).all_versions.using(self._state.db).filter(identity=self.identity)
         )
 
     # Writing ----------------------------------------------------------------
 
+    @alters_data
     def save(self, *args, **kwargs):
         if self._state.adding:
             self._save_first_version(*args, **kwargs)
@@ -212,8 +220,6 @@ class Versioned(models.Model):
                 raise
         self._remember_loaded_values()
 
-    save.alters_data = True
-
     def _save_first_version(self, *args, **kwargs):
         kwargs.pop("update_fields", None)
         kwargs.pop("force_update", None)
@@ -228,6 +234,7 @@ class Versioned(models.Model):
             super().save(*args, **kwargs)
         self._remember_loaded_values()
 
+    @alters_data
     def delete(self, using=None, keep_parents=False):
         """Close the current version; every row stays, history() keeps working."""
         if self._state.adding or self.pk is None:
@@ -248,8 +255,7 @@ class Versioned(models.Model):
         self._remember_loaded_values(["valid_to"])
         return 1, {self._meta.label: 1}
 
-    delete.alters_data = True
-
+    @alters_data
     def restore(self, *, using: str | None = None) -> Versioned:
         """
         Make this version's data current again, as a new version, and return
@@ -266,8 +272,7 @@ class Versioned(models.Model):
                     self._identity_versions()
                     .using(using)
                     .select_for_update()
-                    .order_by("-version")
-                    .first()
+                    .latest("version")
                 )
                 if latest.valid_to is None and not self.diff(latest):
                     return latest
@@ -296,14 +301,11 @@ class Versioned(models.Model):
         restored._remember_loaded_values()
         return restored
 
-    restore.alters_data = True
-
+    @alters_data
     def purge(self, *, using: str | None = None) -> tuple[int, dict[str, int]]:
         """Really delete every version of this object; see AllVersionsQuerySet.purge."""
         using = using or router.db_for_write(type(self), instance=self)
         return self._identity_versions().using(using).purge()
-
-    purge.alters_data = True
 
     def _write_version(self, using, now, *, version, pending, previous) -> None:
         """Insert this object as a new row and fix up what pointed at the old one."""
@@ -376,12 +378,9 @@ class Versioned(models.Model):
         if not version_created.has_listeners(type(self)):
             return None
         loaded = self._loaded_values_or_empty()
-        values = [
-            loaded.get(f.attname, models.DEFERRED) for f in self._meta.concrete_fields
-        ]
-        previous = type(self)(*values)
-        previous._state.adding = False
-        previous._state.db = using
+        fields = self._meta.concrete_fields
+        values = [loaded.get(f.attname, models.DEFERRED) for f in fields]
+        previous = type(self).from_db(using, [f.attname for f in fields], values)
         previous._loaded_values = dict(loaded)
         previous.valid_to = now
         return previous
@@ -436,7 +435,9 @@ class _RestoreOnError:
         self.instance = instance
         meta = instance._meta
         self.attnames = [meta.pk.attname] + [
-            meta.get_field(name).attname for name in BOOKKEEPING_FIELD_NAMES
+            field.attname
+            for field in meta.concrete_fields
+            if field.name in BOOKKEEPING_FIELD_NAMES
         ]
 
     def __enter__(self):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connections, models
@@ -13,6 +15,8 @@ from django.utils import timezone
 from . import context
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
 
+Method = TypeVar("Method", bound=Callable[..., Any])
+
 #: Rows handled per statement by the set-based writes; memory stays flat.
 BATCH_SIZE = 2000
 
@@ -22,6 +26,12 @@ def batch_size(using: str, requested: int | None = None) -> int:
     size = min(requested or BATCH_SIZE, BATCH_SIZE)
     limit = connections[using].features.max_query_params
     return min(size, limit - 50) if limit else size
+
+
+def alters_data(method: Method) -> Method:
+    """Mark a write method so templates never call it (Django's alters_data)."""
+    method.alters_data = True  # type: ignore[attr-defined]
+    return method
 
 
 def as_of_filter(when: datetime.datetime) -> Q:
@@ -47,6 +57,7 @@ class AllVersionsQuerySet(models.QuerySet):
         """The versions that were current at ``when``."""
         return self.filter(as_of_filter(when))
 
+    @alters_data
     def update(self, **kwargs):
         raise HistoricalVersionError(
             "all_versions querysets are read-only, so history cannot be "
@@ -54,8 +65,7 @@ class AllVersionsQuerySet(models.QuerySet):
             "current rows."
         )
 
-    update.alters_data = True
-
+    @alters_data
     def delete(self):
         raise HistoricalVersionError(
             "all_versions querysets cannot delete: history is kept. Use "
@@ -64,8 +74,7 @@ class AllVersionsQuerySet(models.QuerySet):
             "the matched objects."
         )
 
-    delete.alters_data = True
-
+    @alters_data
     def purge(self) -> tuple[int, dict[str, int]]:
         """
         Really delete every version of every object matched (for erasure
@@ -75,8 +84,6 @@ class AllVersionsQuerySet(models.QuerySet):
         identities = list(self.order_by().values_list("identity", flat=True).distinct())
         rows = self.model._base_manager.using(self.db).filter(identity__in=identities)
         return rows.delete()
-
-    purge.alters_data = True
 
 
 class CurrentQuerySet(models.QuerySet):
@@ -88,6 +95,7 @@ class CurrentQuerySet(models.QuerySet):
             f"{self.model.__name__}.objects.as_of(when).filter(...)."
         )
 
+    @alters_data
     def delete(self):
         """Close every matched row; returns Django's (count, {label: count})."""
         if self.query.is_sliced:
@@ -97,8 +105,7 @@ class CurrentQuerySet(models.QuerySet):
         closed = close_rows(model, self.db, timezone.now(), pk__in=matched)
         return closed, {model._meta.label: closed} if closed else {}
 
-    delete.alters_data = True
-
+    @alters_data
     def update(self, **kwargs) -> int:
         """
         Give every matched row a new version with ``kwargs`` applied (values
@@ -111,15 +118,12 @@ class CurrentQuerySet(models.QuerySet):
 
         return update_versions(self, kwargs)
 
-    update.alters_data = True
-
+    @alters_data
     def bulk_update(self, objs, fields, batch_size=None) -> int:
         """Save each object's ``fields`` as a new version, a batch at a time."""
         from .writes import bulk_update_versions
 
         return bulk_update_versions(self, objs, fields, batch_size)
-
-    bulk_update.alters_data = True
 
     def bulk_create(self, objs, batch_size=None, **kwargs):
         """Insert version 1 of each object, with fresh identities."""
@@ -156,18 +160,22 @@ class CurrentQuerySet(models.QuerySet):
         return created
 
 
-class CurrentManager(models.Manager.from_queryset(CurrentQuerySet)):
+_CurrentManagerBase = models.Manager.from_queryset(CurrentQuerySet)
+_AllVersionsManagerBase = models.Manager.from_queryset(AllVersionsQuerySet)
+
+
+class CurrentManager(_CurrentManagerBase):
     """The default manager: current versions only."""
 
-    def get_queryset(self) -> CurrentQuerySet:
+    def get_queryset(self):
         return super().get_queryset().filter(valid_to__isnull=True)
 
     def as_of(self, when: datetime.datetime) -> AllVersionsQuerySet:
         """The versions that were current at ``when`` (an aware datetime)."""
-        return self.model.all_versions.using(self.db).as_of(when)
+        return AllVersionsQuerySet(self.model, using=self._db).as_of(when)
 
 
-class AllVersionsManager(models.Manager.from_queryset(AllVersionsQuerySet)):
+class AllVersionsManager(_AllVersionsManagerBase):
     """Every row, historical and current."""
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import OperationalError, connections, models, transaction
@@ -253,7 +253,7 @@ def insert_new_versions(model, using: str, pks: list, assignments: dict) -> None
     connection = connections[using]
     quote = connection.ops.quote_name
     select_sql, params = source.query.get_compiler(using).as_sql()
-    columns = ", ".join(quote(f.column) for f in expressions)
+    columns = ", ".join(quote(cast(str, f.column)) for f in expressions)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {select_sql}",
@@ -306,10 +306,11 @@ def copy_links_to_current(model, link: LinkTable, using: str, old_pks: list) -> 
     pk_column = quote(model._meta.pk.column)
     identity = quote(model._meta.get_field("identity").column)
     valid_to = quote(model._meta.get_field("valid_to").column)
-    target = ", ".join(quote(f.column) for f in copied)
+    columns = [cast(str, f.column) for f in copied]  # concrete fields have columns
+    target = ", ".join(quote(name) for name in columns)
     source = ", ".join(
-        f"new_row.{pk_column}" if f.column == column else f"link_row.{quote(f.column)}"
-        for f in copied
+        f"new_row.{pk_column}" if name == column else f"link_row.{quote(name)}"
+        for name in columns
     )
     placeholders = ", ".join(["%s"] * len(old_pks))
     params = [link.column_field.get_db_prep_value(pk, connection) for pk in old_pks]
