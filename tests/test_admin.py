@@ -421,3 +421,38 @@ def test_a_custom_admin_site_works(admin_client):
     )
     version = reverse("other:testapp_example_version", args=(first.pk,))
     assert admin_client.get(version).status_code == 200
+
+
+def test_a_save_racing_past_validation_is_reported_not_a_500(admin_client, item):
+    from unittest import mock
+
+    from versioning.exceptions import StaleVersionError
+
+    with mock.patch.object(Item, "save", side_effect=StaleVersionError("raced")):
+        response = admin_client.post(url("change", item), form_data(item, price="5"))
+    assert response.status_code == 302
+    assert response["Location"] == url("change", item)
+    page = admin_client.get(response["Location"])
+    assert "nothing of yours was written" in messages_of(page)[0]
+    assert Item.all_versions.count() == 1
+
+
+def test_a_restore_racing_another_write_is_reported(admin_client, item):
+    from unittest import mock
+
+    from versioning.exceptions import StaleVersionError
+
+    edited(item, 11)
+    first = Item.all_versions.get(version=1)
+    with mock.patch.object(Item, "restore", side_effect=StaleVersionError("raced")):
+        response = admin_client.post(
+            url("restore", first), {"version": "1"}, follow=True
+        )
+    assert "nothing was restored" in messages_of(response)[0]
+    assert Item.all_versions.count() == 2
+
+
+def test_as_of_a_day_means_the_end_of_that_day(admin_client, item):
+    day = timezone.localdate(item.valid_from).isoformat()
+    html = admin_client.get(url("changelist"), {"as_of": day}).content.decode()
+    assert ">lamp<" in html and "read-only" in html

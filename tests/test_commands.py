@@ -321,3 +321,21 @@ def test_commands_have_help_with_examples():
 
         command = load_command_class("versioning", name)
         assert "manage.py " + name in command.help
+
+
+def test_prune_draws_a_progress_bar_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for _ in range(2):
+        edited_example(3)
+    out = Terminal()
+    call_command("prune", "testapp.Example", keep="1", batch_size="2", stdout=out)
+    text = out.getvalue()
+    assert "\r[" in text and "4/4" in text and "pruned" not in text
+
+
+def test_history_verbosity_2_lists_every_field(lamp):
+    out = run("history", "testapp.Item", str(lamp.pk), verbosity=2)
+    assert "description = d" in out and "price = 10.00" in out

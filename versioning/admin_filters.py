@@ -18,10 +18,12 @@ def parse_as_of(value: str | None) -> datetime.datetime | None:
     if not value:
         return None
     try:
-        moment = dateparse.parse_datetime(value.strip())
-        if moment is None:
-            day = dateparse.parse_date(value.strip())
-            moment = datetime.datetime.combine(day, datetime.time.max) if day else None
+        # A bare date means the end of that day: the table as the day left it.
+        day = dateparse.parse_date(value.strip())
+        if day is not None:
+            moment = datetime.datetime.combine(day, datetime.time.max)
+        else:
+            moment = dateparse.parse_datetime(value.strip())
     except ValueError:
         return None
     if moment is not None and timezone.is_naive(moment):
