@@ -1,4 +1,5 @@
-# make demo: run the demo site.  make test: the whole suite on SQLite and PostgreSQL.
+# make demo: run the demo site.  make test: every gate and the whole suite on
+# SQLite and PostgreSQL, in the default environment (Django 5.2, Python 3.11).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # CI sets PG_REQUIRED=--require so that a missing PostgreSQL fails instead of skipping.
 PG_REQUIRED ?=
 
-.PHONY: demo test test-sqlite test-postgres lint screenshots clean
+.PHONY: demo test lint typecheck migrations suite matrix bench screenshots clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,23 +20,39 @@ demo: $(INSTALLED)
 	$(PY) manage.py load_demo
 	$(PY) manage.py runserver 127.0.0.1:8000
 
-test: test-sqlite test-postgres
-
-test-sqlite: $(INSTALLED)
-	@echo "== test suite on SQLite =="
-	$(PY) -m pytest
-
-test-postgres: $(INSTALLED)
-	@echo "== test suite on PostgreSQL =="
-	$(PY) tests/pgserver.py $(PG_REQUIRED) -- $(PY) -m pytest
-
-# Regenerates the README's admin screenshots from the browser tests.
-screenshots: $(INSTALLED)
-	VERSIONING_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/browser
+test: lint typecheck migrations suite
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+typecheck: $(INSTALLED)
+	$(VENV)/bin/mypy
+
+migrations: $(INSTALLED)
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) -m django makemigrations --check --dry-run
+	$(PY) manage.py makemigrations --check --dry-run
+
+# Coverage of versioning/ is combined over both databases and must stay >= 95%.
+suite: $(INSTALLED)
+	$(PY) -m coverage erase
+	@echo "== test suite on SQLite =="
+	$(PY) -m coverage run -m pytest
+	@echo "== test suite on PostgreSQL =="
+	$(PY) tests/pgserver.py $(PG_REQUIRED) -- $(PY) -m coverage run -m pytest
+	$(PY) -m coverage combine --quiet
+	$(PY) -m coverage report
+
+# Django 5.2 on Python 3.11 and Django 6.x on Python 3.13, each on both databases.
+matrix: $(INSTALLED)
+	$(VENV)/bin/nox
+
+bench: $(INSTALLED)
+	$(PY) bench/run.py
+
+# Regenerates the README's admin screenshots from the browser tests.
+screenshots: $(INSTALLED)
+	VERSIONING_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/browser
+
 clean:
-	rm -rf $(VENV) demo.sqlite3
+	rm -rf $(VENV) .nox demo.sqlite3 .coverage .coverage.*

@@ -118,15 +118,19 @@ class VersionedAdmin(admin.ModelAdmin):
             request.GET.get(STATUS_PARAMETER)
         )
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
+    def get_actions(self, request, action_location=None):
+        # Django 6.1 also asks for actions shown on the change form
+        # (action_location); only the change list's depend on the view.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)
+            if getattr(action_location, "value", "CHANGE_LIST") != "CHANGE_LIST":
+                return actions
         if request.GET.get(STATUS_PARAMETER) == "deleted":
-            action = self.get_action(restore_selected)
-            return (
-                {"restore_selected": action}
-                if self.has_change_permission(request)
-                else {}
-            )
+            if not self.has_change_permission(request):
+                return {}
+            return {"restore_selected": self.get_action(restore_selected)}
         if request.GET.get(AS_OF_PARAMETER):
             return {}
         return actions

@@ -20,10 +20,11 @@ def parse_as_of(value: str | None) -> datetime.datetime | None:
     try:
         # A bare date means the end of that day: the table as the day left it.
         day = dateparse.parse_date(value.strip())
-        if day is not None:
-            moment = datetime.datetime.combine(day, datetime.time.max)
-        else:
-            moment = dateparse.parse_datetime(value.strip())
+        moment = (
+            datetime.datetime.combine(day, datetime.time.max)
+            if day is not None
+            else dateparse.parse_datetime(value.strip())
+        )
     except ValueError:
         return None
     if moment is not None and timezone.is_naive(moment):
