@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -106,10 +107,11 @@ class Versioned(models.Model):
     @classmethod
     def from_db(cls, db, field_names, values, **kwargs):
         instance = super().from_db(db, field_names, values, **kwargs)
-        instance._loaded_values = {
-            name: _frozen(value)
-            for name, value in zip(field_names, values, strict=True)
-        }
+        loaded = dict(zip(field_names, values, strict=True))
+        for attname in mutable_attnames(cls):
+            if attname in loaded:
+                loaded[attname] = _frozen(loaded[attname])
+        instance._loaded_values = loaded
         return instance
 
     def refresh_from_db(self, using=None, fields=None, from_queryset=None):
@@ -458,6 +460,49 @@ class _RestoreOnError:
             instance._state.fields_cache = self.saved_cache
             instance._state.adding = self.adding
         return False
+
+
+#: Fields whose values are immutable Python objects (str, int, Decimal,
+#: datetime, UUID…): their loaded values need no copy to detect a change.
+IMMUTABLE_FIELD_TYPES = frozenset(
+    {
+        "AutoField",
+        "BigAutoField",
+        "BigIntegerField",
+        "BooleanField",
+        "CharField",
+        "DateField",
+        "DateTimeField",
+        "DecimalField",
+        "DurationField",
+        "EmailField",
+        "FloatField",
+        "ForeignKey",
+        "GenericIPAddressField",
+        "IntegerField",
+        "OneToOneField",
+        "PositiveBigIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "SlugField",
+        "SmallAutoField",
+        "SmallIntegerField",
+        "TextField",
+        "TimeField",
+        "URLField",
+        "UUIDField",
+    }
+)
+
+
+@functools.cache
+def mutable_attnames(model: type[Versioned]) -> tuple[str, ...]:
+    """Columns whose loaded values are copied, so edits in place count as changes."""
+    return tuple(
+        field.attname
+        for field in model._meta.concrete_fields
+        if field.get_internal_type() not in IMMUTABLE_FIELD_TYPES
+    )
 
 
 def data_fields(model: type[Versioned]) -> list[models.Field]:

@@ -1,0 +1,710 @@
+"""
+Benchmark: what keeping history costs, this app against its peers.
+
+    python bench/run.py [--quick] [--database sqlite|postgres|all] [--output FILE]
+
+One process per database; inside it every approach runs interleaved, round
+by round (A B C … then … C B A), so that drift of the machine hits all of them
+alike. Ratios are taken per round against plain Django and against a
+hand-written "close old row + insert new row" in one transaction; the table
+shows their median and their spread (lowest–highest round). PostgreSQL is the
+throwaway server of `make test` (fsync and synchronous_commit on); SQLite is a
+file with its default, durable settings. This is not a test: nothing here
+asserts a time. CI runs --quick only to keep it working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+APPROACHES = {
+    "plain": "plain Django save() (no history)",
+    "versioning": "versioning: save()",
+    "history_atomic": "simple-history: save() in atomic()",
+    "history": "simple-history: save() in autocommit",
+    "reversion": "reversion: save() in create_revision()",
+    "hand_orm": "hand-written close + insert (ORM, one transaction)",
+    "hand_sql": "hand-written close + insert (raw SQL, one transaction)",
+}
+
+
+# ---------------------------------------------------------------- child side
+
+
+def setup_django():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    import django
+    from django.conf import settings
+
+    if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
+        name = settings.DATABASES["default"]["NAME"]
+        if os.path.exists(name):
+            os.remove(name)
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+def durability():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA journal_mode")
+            journal = cursor.fetchone()[0]
+            cursor.execute("PRAGMA synchronous")
+            synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
+                cursor.fetchone()[0]
+            ]
+            version = connection.Database.sqlite_version
+            return (
+                f"SQLite {version} file, journal_mode={journal}, "
+                f"synchronous={synchronous}"
+            )
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+        cursor.execute("SHOW fsync")
+        fsync = cursor.fetchone()[0]
+        cursor.execute("SHOW synchronous_commit")
+        commit = cursor.fetchone()[0]
+        return f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={commit}"
+
+
+def make_editors():
+    """Per approach, a callable making one edit of one object in its own transaction."""
+    import reversion
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from bench.benchapp.models import (
+        HandNote,
+        HistoryNote,
+        PlainNote,
+        ReversionNote,
+        VersionedNote,
+    )
+
+    plain = PlainNote.objects.create(title="t", body="b")
+    versioned = VersionedNote.objects.create(title="t", body="b")
+    history_atomic = HistoryNote.objects.create(title="t", body="b")
+    history = HistoryNote.objects.create(title="t", body="b")
+    with reversion.create_revision():
+        revisioned = ReversionNote.objects.create(title="t", body="b")
+    hand = HandNote.objects.create(title="t", body="b", valid_from=timezone.now())
+    hand_state = {"pk": hand.pk, "version": 1, "identity": hand.identity}
+    sql_state = dict(hand_state)
+    sql_hand = HandNote.objects.create(title="t", body="b", valid_from=timezone.now())
+    sql_state.update(pk=sql_hand.pk, identity=sql_hand.identity)
+    table = connection.ops.quote_name(HandNote._meta.db_table)
+    identity_param = HandNote._meta.get_field("identity")
+
+    def edit_plain(n):
+        plain.counter = n
+        plain.save()
+
+    def edit_versioning(n):
+        versioned.counter = n
+        versioned.save()
+
+    def edit_history_atomic(n):
+        with transaction.atomic():
+            history_atomic.counter = n
+            history_atomic.save()
+
+    def edit_history(n):
+        history.counter = n
+        history.save()
+
+    def edit_reversion(n):
+        with reversion.create_revision():
+            revisioned.counter = n
+            revisioned.save()
+
+    def edit_hand_orm(n):
+        with transaction.atomic():
+            now = timezone.now()
+            HandNote.objects.filter(pk=hand_state["pk"], valid_to__isnull=True).update(
+                valid_to=now
+            )
+            new = HandNote.objects.create(
+                identity=hand_state["identity"],
+                version=hand_state["version"] + 1,
+                valid_from=now,
+                title="t",
+                body="b",
+                counter=n,
+            )
+        hand_state.update(pk=new.pk, version=new.version)
+
+    def edit_hand_sql(n):
+        with transaction.atomic(), connection.cursor() as cursor:
+            now = timezone.now()
+            stamp = connection.ops.adapt_datetimefield_value(now)
+            cursor.execute(
+                f"UPDATE {table} SET valid_to = %s WHERE id = %s AND valid_to IS NULL",
+                [stamp, sql_state["pk"]],
+            )
+            cursor.execute(
+                f"INSERT INTO {table} (identity, version, valid_from, valid_to, title, "
+                "body, counter) VALUES (%s, %s, %s, NULL, %s, %s, %s)",
+                [
+                    identity_param.get_db_prep_value(sql_state["identity"], connection),
+                    sql_state["version"] + 1,
+                    stamp,
+                    "t",
+                    "b",
+                    n,
+                ],
+            )
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT lastval()")
+            else:
+                cursor.execute("SELECT last_insert_rowid()")
+            sql_state.update(pk=cursor.fetchone()[0], version=sql_state["version"] + 1)
+
+    return {
+        "plain": edit_plain,
+        "versioning": edit_versioning,
+        "history_atomic": edit_history_atomic,
+        "history": edit_history,
+        "reversion": edit_reversion,
+        "hand_orm": edit_hand_orm,
+        "hand_sql": edit_hand_sql,
+    }
+
+
+def statements_per_edit(edit):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    control = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
+    with CaptureQueriesContext(connection) as captured:
+        edit(10**6)
+    return sum(
+        1 for q in captured.captured_queries if not q["sql"].upper().startswith(control)
+    )
+
+
+def interleaved(names, rounds):
+    for number in range(rounds):
+        yield number, (names if number % 2 == 0 else list(reversed(names)))
+
+
+def single_edits(rounds, edits):
+    editors = make_editors()
+    times = {name: [] for name in editors}
+    per_round = {name: [] for name in editors}
+    counter = 0
+    for _, order in interleaved(list(editors), rounds):
+        for name in order:
+            samples = []
+            for _ in range(edits):
+                counter += 1
+                start = time.perf_counter()
+                editors[name](counter)
+                samples.append(time.perf_counter() - start)
+            times[name].extend(samples)
+            per_round[name].append(statistics.median(samples))
+    return {
+        name: {
+            "median_us": statistics.median(samples) * 1e6,
+            "p95_us": sorted(samples)[int(len(samples) * 0.95) - 1] * 1e6,
+            "statements": statements_per_edit(editors[name]),
+            "rounds": per_round[name],
+        }
+        for name, samples in times.items()
+    }
+
+
+def bulk_changes(rounds, rows):
+    import reversion
+    from django.db import transaction
+    from django.db.models import F
+    from django.utils import timezone
+    from simple_history.utils import bulk_update_with_history
+
+    from bench.benchapp.models import (
+        HandNote,
+        HistoryNote,
+        PlainNote,
+        ReversionNote,
+        VersionedNote,
+    )
+
+    now = timezone.now()
+    PlainNote.objects.bulk_create(PlainNote(title="t", body="b") for _ in range(rows))
+    VersionedNote.objects.bulk_create(
+        VersionedNote(title="t", body="b") for _ in range(rows)
+    )
+    HistoryNote.objects.bulk_create(
+        HistoryNote(title="t", body="b") for _ in range(rows)
+    )
+    with reversion.create_revision():
+        ReversionNote.objects.bulk_create(
+            ReversionNote(title="t", body="b") for _ in range(rows)
+        )
+    HandNote.objects.bulk_create(
+        HandNote(title="t", body="b", valid_from=now) for _ in range(rows)
+    )
+
+    def change_plain():
+        PlainNote.objects.filter(title="t").update(counter=F("counter") + 1)
+
+    def change_versioning():
+        VersionedNote.objects.filter(title="t").update(counter=F("counter") + 1)
+
+    def change_history():
+        objs = list(HistoryNote.objects.filter(title="t"))
+        for obj in objs:
+            obj.counter += 1
+        bulk_update_with_history(objs, HistoryNote, ["counter"])
+
+    def change_reversion():
+        with reversion.create_revision():
+            for obj in ReversionNote.objects.filter(title="t"):
+                obj.counter += 1
+                obj.save()
+
+    def change_hand():
+        with transaction.atomic():
+            moment = timezone.now()
+            current = list(HandNote.objects.filter(title="t", valid_to__isnull=True))
+            HandNote.objects.filter(pk__in=[r.pk for r in current]).update(
+                valid_to=moment
+            )
+            HandNote.objects.bulk_create(
+                HandNote(
+                    identity=r.identity,
+                    version=r.version + 1,
+                    valid_from=moment,
+                    title=r.title,
+                    body=r.body,
+                    counter=r.counter + 1,
+                )
+                for r in current
+            )
+
+    changes = {
+        "plain": change_plain,
+        "versioning": change_versioning,
+        "history": change_history,
+        "reversion": change_reversion,
+        "hand_orm": change_hand,
+    }
+    seconds = {name: [] for name in changes}
+    for _, order in interleaved(list(changes), rounds):
+        for name in order:
+            start = time.perf_counter()
+            changes[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: {"rounds": values} for name, values in seconds.items()}
+
+
+def build_history(objects, versions):
+    """objects × versions rows for each history-keeping approach, written directly."""
+    import datetime
+
+    import reversion
+    from django.contrib.contenttypes.models import ContentType
+    from django.core import serializers
+    from django.utils import timezone
+    from reversion.models import Revision, Version
+
+    from bench.benchapp.models import (
+        HistoryNote,
+        PlainNote,
+        ReversionNote,
+        VersionedNote,
+    )
+
+    start = timezone.now() - datetime.timedelta(days=versions)
+    PlainNote.objects.bulk_create(
+        PlainNote(title=f"read {i}", body="b") for i in range(objects)
+    )
+    rows = []
+    for i in range(objects):
+        identity = uuid.uuid4()
+        for v in range(1, versions + 1):
+            rows.append(
+                VersionedNote(
+                    identity=identity,
+                    version=v,
+                    title=f"read {i}",
+                    body="b",
+                    counter=v,
+                    valid_from=start + datetime.timedelta(days=v - 1),
+                    valid_to=None
+                    if v == versions
+                    else start + datetime.timedelta(days=v),
+                )
+            )
+        if len(rows) >= 20000:
+            VersionedNote.all_versions.bulk_create(rows, batch_size=2000)
+            rows = []
+    VersionedNote.all_versions.bulk_create(rows, batch_size=2000)
+
+    notes = HistoryNote.objects.bulk_create(
+        HistoryNote(title=f"read {i}", body="b", counter=versions)
+        for i in range(objects)
+    )
+    Historical = HistoryNote.history.model
+    rows = []
+    for note in notes:
+        for v in range(1, versions + 1):
+            rows.append(
+                Historical(
+                    id=note.pk,
+                    title=note.title,
+                    body="b",
+                    counter=v,
+                    history_date=start + datetime.timedelta(days=v - 1),
+                    history_type="+" if v == 1 else "~",
+                )
+            )
+        if len(rows) >= 20000:
+            Historical.objects.bulk_create(rows, batch_size=2000)
+            rows = []
+    Historical.objects.bulk_create(rows, batch_size=2000)
+
+    with reversion.create_revision():
+        pass
+    notes = ReversionNote.objects.bulk_create(
+        ReversionNote(title=f"read {i}", body="b", counter=versions)
+        for i in range(objects)
+    )
+    content_type = ContentType.objects.get_for_model(ReversionNote)
+    for v in range(1, versions + 1):
+        revision = Revision.objects.create(
+            date_created=start + datetime.timedelta(days=v - 1)
+        )
+        batch = []
+        for note in notes:
+            note.counter = v
+            batch.append(
+                Version(
+                    revision=revision,
+                    object_id=str(note.pk),
+                    content_type=content_type,
+                    db="default",
+                    format="json",
+                    serialized_data=serializers.serialize("json", [note]),
+                    object_repr=str(note),
+                )
+            )
+        Version.objects.bulk_create(batch, batch_size=2000)
+
+
+def reads(rounds, lookups):
+    from reversion.models import Version
+
+    from bench.benchapp.models import (
+        HistoryNote,
+        PlainNote,
+        ReversionNote,
+        VersionedNote,
+    )
+
+    plain_pks = list(
+        PlainNote.objects.filter(title__startswith="read").values_list("pk", flat=True)
+    )
+    identities = list(
+        VersionedNote.objects.filter(title__startswith="read").values_list(
+            "identity", flat=True
+        )
+    )
+    history_pks = list(
+        HistoryNote.objects.filter(title__startswith="read").values_list(
+            "pk", flat=True
+        )
+    )
+    reversion_objs = list(ReversionNote.objects.filter(title__startswith="read"))
+    step = max(len(identities) // lookups, 1)
+
+    def current_plain():
+        for pk in plain_pks[::step]:
+            PlainNote.objects.get(pk=pk)
+
+    def current_versioning():
+        for identity in identities[::step]:
+            VersionedNote.objects.get(identity=identity)
+
+    def current_history():
+        for pk in history_pks[::step]:
+            HistoryNote.objects.get(pk=pk)
+
+    def current_reversion():
+        for obj in reversion_objs[::step]:
+            ReversionNote.objects.get(pk=obj.pk)
+
+    def history_versioning():
+        for identity in identities[::step]:
+            list(
+                VersionedNote.all_versions.filter(identity=identity).order_by("version")
+            )
+
+    def history_history():
+        for pk in history_pks[::step]:
+            list(HistoryNote.history.filter(id=pk).order_by("history_date"))
+
+    def history_reversion():
+        for obj in reversion_objs[::step]:
+            list(Version.objects.get_for_object(obj))
+
+    cases = {
+        "current": {
+            "plain": current_plain,
+            "versioning": current_versioning,
+            "history": current_history,
+            "reversion": current_reversion,
+        },
+        "history": {
+            "versioning": history_versioning,
+            "history": history_history,
+            "reversion": history_reversion,
+        },
+    }
+    count = len(identities[::step])
+    results = {}
+    for case, runners in cases.items():
+        seconds = {name: [] for name in runners}
+        for _, order in interleaved(list(runners), rounds):
+            for name in order:
+                start = time.perf_counter()
+                runners[name]()
+                seconds[name].append((time.perf_counter() - start) / count)
+        results[case] = {name: {"rounds": values} for name, values in seconds.items()}
+    return results
+
+
+def storage():
+    from django.db import connection
+
+    from bench.benchapp.models import HistoryNote, PlainNote, VersionedNote
+
+    tables = {
+        "plain": [PlainNote._meta.db_table],
+        "versioning": [VersionedNote._meta.db_table],
+        "history": [
+            HistoryNote._meta.db_table,
+            HistoryNote.history.model._meta.db_table,
+        ],
+        "reversion": [
+            "benchapp_reversionnote",
+            "reversion_version",
+            "reversion_revision",
+        ],
+    }
+    sizes = {}
+    with connection.cursor() as cursor:
+        for name, names in tables.items():
+            total = 0
+            for table in names:
+                if connection.vendor == "postgresql":
+                    cursor.execute("SELECT pg_total_relation_size(%s)", [table])
+                    total += cursor.fetchone()[0]
+                else:
+                    cursor.execute(
+                        "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = %s "
+                        "OR name IN "
+                        "(SELECT name FROM sqlite_master WHERE tbl_name = %s)",
+                        [table, table],
+                    )
+                    total += cursor.fetchone()[0]
+            sizes[name] = total
+    return sizes
+
+
+def child(quick: bool) -> dict:
+    setup_django()
+    sizes = {
+        "rounds": 3,
+        "edits": 20,
+        "bulk_rows": 200,
+        "bulk_rounds": 2,
+        "objects": 200,
+        "versions": 20,
+        "lookups": 50,
+    }
+    if not quick:
+        sizes = {
+            "rounds": 15,
+            "edits": 40,
+            "bulk_rows": 5000,
+            "bulk_rounds": 5,
+            "objects": 2000,
+            "versions": 100,
+            "lookups": 500,
+        }
+    from django.db import connection
+
+    result = {"database": connection.vendor, "durability": durability(), "sizes": sizes}
+    result["single"] = single_edits(sizes["rounds"], sizes["edits"])
+    result["bulk"] = bulk_changes(sizes["bulk_rounds"], sizes["bulk_rows"])
+    build_history(sizes["objects"], sizes["versions"])
+    result["reads"] = reads(sizes["rounds"], sizes["lookups"])
+    result["storage"] = storage()
+    return result
+
+
+# --------------------------------------------------------------- parent side
+
+
+def ratio_text(rounds, base_rounds):
+    ratios = sorted(a / b for a, b in zip(rounds, base_rounds, strict=True))
+    return f"{statistics.median(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f})"
+
+
+def markdown(results, quick):
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}.",
+        f"Command: `python bench/run.py{' --quick' if quick else ''}` "
+        "(`make bench`). Ratios are per-round medians with the lowest–highest round "
+        "in brackets; lower is better.",
+        "",
+    ]
+    for result in results:
+        sizes = result["sizes"]
+        single = result["single"]
+        lines += [
+            f"## {result['durability']}",
+            "",
+            "### Single-row edit, each in its own transaction "
+            f"({sizes['rounds']} rounds × {sizes['edits']} edits)",
+            "",
+            "| approach | median µs | p95 µs | SQL statements | vs plain "
+            "| vs hand-written (ORM) |",
+            "|---|---:|---:|---:|---|---|",
+        ]
+        for name, data in single.items():
+            lines.append(
+                f"| {APPROACHES[name]} | {data['median_us']:.0f} | "
+                f"{data['p95_us']:.0f} | {data['statements']} | "
+                f"{ratio_text(data['rounds'], single['plain']['rounds'])} | "
+                f"{ratio_text(data['rounds'], single['hand_orm']['rounds'])} |"
+            )
+        bulk = result["bulk"]
+        lines += [
+            "",
+            f"### Changing {sizes['bulk_rows']:,} rows at once "
+            f"({sizes['bulk_rounds']} rounds)",
+            "",
+            "| approach | median seconds | vs plain update() "
+            "| vs hand-written UPDATE + bulk_create |",
+            "|---|---:|---|---|",
+        ]
+        labels = {
+            "plain": "plain `update()` (no history)",
+            "versioning": "versioning `update()`",
+            "history": "simple-history `bulk_update_with_history`",
+            "reversion": "reversion: save() loop in one revision",
+            "hand_orm": "hand-written: one closing UPDATE + one `bulk_create`",
+        }
+        for name, data in bulk.items():
+            lines.append(
+                f"| {labels[name]} | {statistics.median(data['rounds']):.3f} | "
+                f"{ratio_text(data['rounds'], bulk['plain']['rounds'])} | "
+                f"{ratio_text(data['rounds'], bulk['hand_orm']['rounds'])} |"
+            )
+        reads_ = result["reads"]
+        lines += [
+            "",
+            f"### Reads with {sizes['objects']:,} objects "
+            f"× {sizes['versions']} versions",
+            "",
+            "| approach | current row, µs per lookup | one object's full history, µs |",
+            "|---|---:|---:|",
+        ]
+        for name in ("plain", "versioning", "history", "reversion"):
+            current = reads_["current"].get(name)
+            history = reads_["history"].get(name)
+            lines.append(
+                f"| {APPROACHES.get(name, name).split(':')[0]} | "
+                f"{statistics.median(current['rounds']) * 1e6:.0f} | "
+                + (
+                    f"{statistics.median(history['rounds']) * 1e6:.0f} |"
+                    if history
+                    else "— |"
+                )
+            )
+        lines += [
+            "",
+            "### Storage, tables plus indexes",
+            "",
+            "| approach | MB |",
+            "|---|---:|",
+        ]
+        for name, size in result["storage"].items():
+            note = " (current rows only, no history)" if name == "plain" else ""
+            lines.append(
+                f"| {APPROACHES[name].split(':')[0]}{note} | {size / 1e6:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, to keep it working"
+    )
+    parser.add_argument(
+        "--database", choices=["sqlite", "postgres", "all"], default="all"
+    )
+    parser.add_argument(
+        "--output",
+        help="markdown file (default bench/results.md, or stdout with --quick)",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        print(json.dumps(child(args.quick)))
+        return 0
+
+    command = [sys.executable, str(Path(__file__)), "--child"] + (
+        ["--quick"] if args.quick else []
+    )
+    results = []
+    env = {k: v for k, v in os.environ.items() if k != "VERSIONING_TEST_DATABASE_URL"}
+    if args.database in ("sqlite", "all"):
+        out = subprocess.run(
+            command, env=env, check=True, capture_output=True, text=True
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if args.database in ("postgres", "all"):
+        pg = [
+            sys.executable,
+            str(ROOT / "tests" / "pgserver.py"),
+            "--require",
+            "--",
+            *command,
+        ]
+        out = subprocess.run(pg, env=env, check=True, capture_output=True, text=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    text = markdown(results, args.quick)
+    output = args.output or (None if args.quick else str(ROOT / "bench" / "results.md"))
+    if output:
+        Path(output).write_text(text)
+        print(f"wrote {output}")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
