@@ -99,6 +99,15 @@ class VersionedAdmin(admin.ModelAdmin):
         except (model.DoesNotExist, ValueError, TypeError, forms.ValidationError):
             return None
 
+    def version_or_404(self, request, object_id, permission) -> Versioned:
+        """The version named in the URL, if ``permission`` allows the user to see it."""
+        row = self.get_version(request, object_id)
+        if row is None:
+            raise Http404(_("No such version."))
+        if not permission(request, row):
+            raise PermissionDenied
+        return row
+
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)
         if obj is None and request.method == "POST" and from_field is None:
@@ -288,11 +297,9 @@ class VersionedAdmin(admin.ModelAdmin):
         return TemplateResponse(request, self.object_history_template, context)
 
     def version_view(self, request, object_id):
-        row = self.get_version(request, object_id)
-        if row is None:
-            raise Http404(_("No such version."))
-        if not self.has_view_or_change_permission(request, row):
-            raise PermissionDenied
+        row = self.version_or_404(
+            request, object_id, self.has_view_or_change_permission
+        )
         context = self.version_context(
             request,
             row,
@@ -309,11 +316,9 @@ class VersionedAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/versioning/version.html", context)
 
     def compare_view(self, request, object_id):
-        row = self.get_version(request, object_id)
-        if row is None:
-            raise Http404(_("No such version."))
-        if not self.has_view_or_change_permission(request, row):
-            raise PermissionDenied
+        row = self.version_or_404(
+            request, object_id, self.has_view_or_change_permission
+        )
         older = self.get_version(request, request.GET.get("a", ""))
         newer = self.get_version(request, request.GET.get("b", ""))
         if (
@@ -352,11 +357,7 @@ class VersionedAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/versioning/compare.html", context)
 
     def restore_view(self, request, object_id):
-        row = self.get_version(request, object_id)
-        if row is None:
-            raise Http404(_("No such version."))
-        if not self.has_change_permission(request, row):
-            raise PermissionDenied
+        row = self.version_or_404(request, object_id, self.has_change_permission)
         if request.method == "POST":
             return self.restore_posted(request, row)
         context = self.version_context(
