@@ -456,3 +456,26 @@ def test_as_of_a_day_means_the_end_of_that_day(admin_client, item):
     day = timezone.localdate(item.valid_from).isoformat()
     html = admin_client.get(url("changelist"), {"as_of": day}).content.decode()
     assert ">lamp<" in html and "read-only" in html
+
+
+def test_uuid_keyed_objects_work_in_the_admin(admin_client):
+    from tests.testapp.models import Document
+
+    doc = Document.objects.create(title="first")
+    change = reverse("admin:testapp_document_change", args=(doc.pk,))
+    admin_client.post(
+        change,
+        {
+            "title": "second",
+            "body": "",
+            "summary": "",
+            "versioning_loaded_version": "1",
+        },
+    )
+    current = Document.objects.get()
+    assert (current.version, current.title) == (2, "second")
+    assert admin_client.get(change)["Location"] == reverse(
+        "admin:testapp_document_change", args=(current.pk,)
+    )
+    history = reverse("admin:testapp_document_history", args=(doc.pk,))
+    assert admin_client.get(history).context["entries"][0]["version"].pk == current.pk

@@ -164,3 +164,24 @@ def test_the_test_project_passes_all_checks():
     from django.core.management import call_command
 
     call_command("check", fail_level="WARNING")
+
+
+@isolate_apps("tests.testapp")
+def test_a_plain_default_manager_is_a_warning():
+    from versioning.query import CurrentManager
+
+    class PlainManagerFirst(Versioned):
+        __module__ = IN_TEST_APP
+        everything = models.Manager()
+        objects = CurrentManager()
+
+    class Subclassed(Versioned):
+        __module__ = IN_TEST_APP
+
+        class Meta:
+            default_manager_name = "all_versions"
+
+    assert ids(Subclassed) == ["versioning.W002"]
+    [warning] = messages(Subclassed)
+    assert "historical rows" in warning.msg and "CurrentManager" in warning.hint
+    assert ids(PlainManagerFirst) == ["versioning.W002"]

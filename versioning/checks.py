@@ -23,6 +23,7 @@ def check_versioned_model(model) -> list[checks.CheckMessage]:
         *check_inheritance(model),
         *check_uniqueness(model),
         *check_cascading_keys(model),
+        *check_default_manager(model),
     ]
 
 
@@ -152,3 +153,21 @@ def check_cascading_keys(model):
                 )
             )
     return warnings
+
+
+def check_default_manager(model):
+    from .query import CurrentManager
+
+    if isinstance(model._default_manager, CurrentManager):
+        return []
+    return [
+        checks.Warning(
+            f"The default manager of '{model._meta.label}' is not versioning's "
+            "CurrentManager, so the admin, forms and related managers will see "
+            "historical rows too.",
+            hint="Declare objects = CurrentManager() (versioning.query) first, or "
+            "subclass it for your own manager.",
+            obj=model,
+            id="versioning.W002",
+        )
+    ]
