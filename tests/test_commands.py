@@ -339,3 +339,13 @@ def test_prune_draws_a_progress_bar_on_a_terminal():
 def test_history_verbosity_2_lists_every_field(lamp):
     out = run("history", "testapp.Item", str(lamp.pk), verbosity=2)
     assert "description = d" in out and "price = 10.00" in out
+
+
+def test_verbosity_0_keeps_write_commands_quiet(lamp):
+    assert run("restore", "testapp.Item", str(lamp.pk), version="1", verbosity=0) == ""
+    assert run("prune", "testapp.Item", keep="1", verbosity=0) == ""
+    assert (
+        run("purge", "testapp.Item", str(lamp.identity), interactive=False, verbosity=0)
+        == ""
+    )
+    assert not Item.all_versions.exists()

@@ -206,3 +206,37 @@ def test_set_based_write_statement_counts(django_assert_num_queries):
         item.price = 42
     with django_assert_num_queries(8 + 2):
         assert Item.objects.bulk_update(items[1:4], ["price"]) == 3
+
+
+def test_purge_statement_count(django_assert_num_queries):
+    item = ExampleFactory()
+    item.data = "v2"
+    item.save()
+    # the identities, then one DELETE: nothing refers to Example rows, so
+    # Django's collector deletes them without loading them
+    with django_assert_num_queries(2) as captured:
+        assert item.purge() == (2, {"testapp.Example": 2})
+    assert [q["sql"].split()[0] for q in captured.captured_queries] == [
+        "SELECT",
+        "DELETE",
+    ]
+
+
+def test_deadlocks_become_a_retryable_stale_error():
+    from django.db import OperationalError
+
+    from versioning.exceptions import StaleVersionError
+    from versioning.writes import retryable_conflicts
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    error = OperationalError("deadlock detected")
+    error.__cause__ = Deadlock()
+    with pytest.raises(StaleVersionError, match="Run the write again"):
+        with retryable_conflicts(Example):
+            raise error
+    other = OperationalError("disk full")
+    with pytest.raises(OperationalError):
+        with retryable_conflicts(Example):
+            raise other

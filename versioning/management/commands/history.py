@@ -2,13 +2,13 @@ import csv
 import datetime
 import json
 
-from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
+from django.core.management.base import CommandError, DjangoHelpFormatter
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Max
 from django.utils import timezone
 
 from versioning.management import arguments
+from versioning.management.base import VersionedModelCommand
 from versioning.models import BOOKKEEPING_FIELD_NAMES
 
 SHORT = 40
@@ -20,7 +20,7 @@ def shorten(value) -> str:
     return text if len(text) <= SHORT else text[: SHORT - 1] + "…"
 
 
-class Command(BaseCommand):
+class Command(VersionedModelCommand):
     help = (
         "Show every version of one object, or recent changes across a model.\n\n"
         "Examples:\n"
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         return parser
 
     def add_arguments(self, parser):
-        parser.add_argument("model", help="app_label.ModelName of a versioned model")
+        super().add_arguments(parser)
         parser.add_argument(
             "object",
             nargs="?",
@@ -54,10 +54,8 @@ class Command(BaseCommand):
             "--format", choices=["table", "json", "csv"], default="table"
         )
         parser.add_argument("--limit", help="show at most the N newest versions")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args, **options):
-        self.verbosity = options["verbosity"]
         model = arguments.versioned_model(options["model"])
         using = options["database"]
         limit = options["limit"] and arguments.positive(options["limit"], "--limit")

@@ -1,15 +1,16 @@
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.core.management.base import CommandError
+from django.db import connections, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from versioning.fixup import referring_fields
 from versioning.management import arguments
+from versioning.management.base import VersionedModelCommand
 from versioning.query import batch_size
 
 
-class Command(BaseCommand):
+class Command(VersionedModelCommand):
     help = (
         "Remove old historical versions, in batches. Never removes a current row "
         "or a version that another row points at (a pinned key, a referrer of a "
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("model", help="app_label.ModelName of a versioned model")
+        super().add_arguments(parser)
         parser.add_argument(
             "--keep",
             help="keep the N newest versions of every object (current included)",
@@ -32,7 +33,6 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="count what would go; delete nothing"
         )
         parser.add_argument("--batch-size", default="1000", help="rows per batch")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args, **options):
         model = arguments.versioned_model(options["model"])
@@ -55,7 +55,7 @@ class Command(BaseCommand):
         to_remove = total - kept
         label = model._meta.label
         if options["dry_run"]:
-            self.stdout.write(
+            self.say(
                 f"Would remove {to_remove} historical version(s) of {label}; "
                 f"{kept} more match but other rows point at them and stay. "
                 "Nothing was deleted (--dry-run)."
@@ -82,13 +82,13 @@ class Command(BaseCommand):
             if connections[using].vendor == "postgresql"
             else ""
         )
-        self.stdout.write(
+        self.say(
             self.style.SUCCESS(
                 f"Removed {removed} historical version(s) of {label}{space}."
             )
         )
         if kept:
-            self.stdout.write(f"Kept {kept} old version(s) that other rows point at.")
+            self.say(f"Kept {kept} old version(s) that other rows point at.")
 
     def candidates(self, model, using, keep, older_than):
         rows = model.all_versions.using(using).filter(valid_to__isnull=False)

@@ -1,11 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.core.management.base import CommandError
 from django.db.models import ProtectedError, RestrictedError
 
 from versioning.management import arguments
+from versioning.management.base import VersionedModelCommand
 
 
-class Command(BaseCommand):
+class Command(VersionedModelCommand):
     help = (
         "Really delete every version of the given objects, for erasure requests. "
         "Referrers' on_delete applies as in a normal delete. Example: "
@@ -13,7 +13,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("model", help="app_label.ModelName of a versioned model")
+        super().add_arguments(parser)
         parser.add_argument(
             "objects",
             nargs="+",
@@ -29,7 +29,6 @@ class Command(BaseCommand):
             dest="interactive",
             help="do not ask for confirmation",
         )
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args, **options):
         model = arguments.versioned_model(options["model"])
@@ -41,15 +40,15 @@ class Command(BaseCommand):
         rows = model.all_versions.using(using).filter(identity__in=identities)
         count = rows.count()
         label = model._meta.label
-        self.stdout.write(
+        self.say(
             f"{count} version(s) of {len(identities)} {label} object(s) "
             f"{'would be' if options['dry_run'] else 'will be'} deleted for good:"
         )
         for identity in sorted(identities, key=str):
             latest = rows.filter(identity=identity).order_by("-version").first()
-            self.stdout.write(f"  {identity}  {latest}  ({latest.version} version(s))")
+            self.say(f"  {identity}  {latest}  ({latest.version} version(s))")
         if options["dry_run"]:
-            self.stdout.write("Nothing was deleted (--dry-run).")
+            self.say("Nothing was deleted (--dry-run).")
             return
         if options["interactive"]:
             answer = input("This cannot be undone. Type 'yes' to purge: ")
@@ -62,7 +61,7 @@ class Command(BaseCommand):
         except RestrictedError as error:
             raise CommandError(blocked(error.restricted_objects)) from None
         details = ", ".join(f"{n} {name}" for name, n in sorted(per_model.items()))
-        self.stdout.write(self.style.SUCCESS(f"Purged {total} row(s): {details}."))
+        self.say(self.style.SUCCESS(f"Purged {total} row(s): {details}."))
 
 
 def blocked(referrers) -> str:

@@ -1,12 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.core.management.base import CommandError
 
 import versioning
 from versioning.exceptions import StaleVersionError
 from versioning.management import arguments
+from versioning.management.base import VersionedModelCommand
 
 
-class Command(BaseCommand):
+class Command(VersionedModelCommand):
     help = (
         "Make an old version's data current again, as a new version. Works on "
         "deleted objects too. Example: manage.py restore catalog.Product 3 "
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         )
 
     def add_arguments(self, parser):
-        parser.add_argument("model", help="app_label.ModelName of a versioned model")
+        super().add_arguments(parser)
         parser.add_argument(
             "object", help="identity (UUID) or primary key of any version"
         )
@@ -32,7 +32,6 @@ class Command(BaseCommand):
             action="store_true",
             help="say what would happen; write nothing",
         )
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args, **options):
         model = arguments.versioned_model(options["model"])
@@ -49,13 +48,13 @@ class Command(BaseCommand):
             )
         current = versions.filter(valid_to__isnull=True).first()
         if current is not None and not chosen.diff(current):
-            self.stdout.write(
+            self.say(
                 f"Version {number} already matches the current version "
                 f"{current.version}; nothing to do."
             )
             return
         if options["dry_run"]:
-            self.stdout.write(
+            self.say(
                 f"Would restore version {number} of {model._meta.label} {identity} "
                 f"({chosen}) as a new version. Nothing was written (--dry-run)."
             )
@@ -67,7 +66,7 @@ class Command(BaseCommand):
                 restored = chosen.restore(using=using)
         except StaleVersionError as error:
             raise CommandError(str(error)) from None
-        self.stdout.write(
+        self.say(
             self.style.SUCCESS(
                 f"Restored version {number} of {model._meta.label} {identity} "
                 f"({restored}) as version {restored.version}."
