@@ -119,3 +119,10 @@ def test_objects_is_the_default_for_forms_and_related_managers():
     item.name = "renamed"
     item.save()
     assert Item._default_manager.count() == 1
+
+
+def test_a_model_without_its_own_str_names_identity_and_version():
+    from versioning.models import Versioned
+
+    review = ReviewFactory()
+    assert Versioned.__str__(review) == f"review {str(review.identity)[:8]} v1"

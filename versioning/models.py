@@ -102,6 +102,9 @@ class Versioned(models.Model):
     class Meta:
         abstract = True
 
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} {str(self.identity)[:8]} v{self.version}"
+
     # Loading ----------------------------------------------------------------
 
     @classmethod
