@@ -227,3 +227,39 @@ def test_generic_foreign_keys_keep_the_version_they_were_set_to():
     note = Note.objects.get(pk=note.pk)
     assert note.target.name == "first name"
     assert note.target.version == 1
+
+
+def test_a_referrer_that_reached_the_object_through_its_key_follows_in_memory():
+    item = ItemFactory(price=1)
+    order = Order.objects.create(item=item)
+    order.item.price = 2
+    order.item.save()
+    assert order.item_id == order.item.pk == item.pk
+    order.quantity = 3
+    order.save()  # does not write the old key back
+    assert Order.objects.get().item_id == Item.objects.get().pk
+
+
+def test_a_lazily_loaded_target_moves_its_referrer_too():
+    OrderFactory()
+    order = Order.objects.get()
+    first = order.item_id
+    order.item.name = "renamed"
+    order.item.save()
+    assert order.item_id != first and order.item_id == Item.objects.get().pk
+    order.save()
+    assert Order.objects.get().item_id == order.item_id
+
+
+def test_remembering_referrers_does_not_break_pickling_or_pinned_keys():
+    import pickle
+
+    line = OrderLineFactory()
+    item = line.item
+    item.price = 50
+    item.save()
+    assert line.item_id == item.previous_version().pk  # pinned: unmoved in memory too
+    assert line.item.price == 10 and line.item.version == 1  # and shows its version
+    order = Order.objects.create(item=item)
+    copy = pickle.loads(pickle.dumps(order.item))
+    assert copy.pk == item.pk and copy.price == 50

@@ -6,3 +6,11 @@ class VersioningConfig(AppConfig):
     name = "versioning"
     verbose_name = _("Versioning")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.apps import apps
+
+        from .fixup import follow_versioned_targets
+
+        for model in apps.get_models():
+            follow_versioned_targets(model)

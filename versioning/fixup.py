@@ -6,11 +6,13 @@ copied so the new version has the same links while the old one keeps its own.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from django.db import connections, models
+from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 
 from .fields import PinnedForeignKey
 
@@ -85,6 +87,33 @@ def repoint_referrers(instance, old_pk: Any, using: str) -> None:
         rows.update(**{field.attname: new_pk})
         for referrer in cached_referrers(instance, field.remote_field):
             repoint_in_memory(referrer, field, old_pk, instance)
+        for referrer in remembered_referrers(instance, field):
+            repoint_in_memory(referrer, field, old_pk, instance)
+    release_pinned_referrers(instance)
+
+
+def release_pinned_referrers(instance) -> None:
+    """
+    A pinned referrer that cached this object must not see it turn into the
+    new version: drop the cache, so it loads the version it is pinned to.
+    """
+    for field in referring_fields(type(instance), include_pinned=True):
+        if not isinstance(field, PinnedForeignKey):
+            continue
+        for referrer in remembered_referrers(instance, field):
+            if (
+                field.is_cached(referrer)
+                and field.get_cached_value(referrer) is instance
+            ):
+                field.delete_cached_value(referrer)
+                record_undo(instance, recache(field, referrer, instance))
+
+
+def recache(field, referrer, target) -> Callable[[], None]:
+    def undo() -> None:
+        field.set_cached_value(referrer, target)
+
+    return undo
 
 
 def cached_referrers(instance, relation) -> Iterable[models.Model]:
@@ -176,6 +205,57 @@ def copy_links_in_python(link: LinkTable, using: str, *, from_pk, to_pk) -> None
         setattr(row, link.column_field.attname, to_pk)
         copies.append(row)
     link.through._base_manager.using(using).bulk_create(copies)
+
+
+# Referrers that reached a versioned object through their foreign key -------
+#
+# Django caches `order.item` on the order only; the item does not know the
+# order. So that `order.item.save()` also moves `order.item_id`, the forward
+# descriptor of every key to a versioned model remembers (weakly) who read or
+# set the object through it.
+
+REFERRERS_ATTRIBUTE = "_versioning_referrers"
+
+
+class FollowingForwardDescriptor(ForwardManyToOneDescriptor):
+    """A foreign key's descriptor that tells the versioned target who holds it."""
+
+    def __get__(self, instance, cls=None):
+        target = super().__get__(instance, cls)
+        if instance is not None and target is not None:
+            remember_referrer(target, instance, self.field)
+        return target
+
+    def __set__(self, instance, value):
+        super().__set__(instance, value)
+        if value is not None:
+            remember_referrer(value, instance, self.field)
+
+
+def remember_referrer(target, referrer, field) -> None:
+    referrers = target.__dict__.setdefault(REFERRERS_ATTRIBUTE, {})
+    referrers[(id(referrer), field.name)] = (weakref.ref(referrer), field)
+
+
+def remembered_referrers(target, field) -> list[models.Model]:
+    found = []
+    remembered = target.__dict__.get(REFERRERS_ATTRIBUTE, {})
+    for reference, remembered_field in remembered.values():
+        referrer = reference()
+        if referrer is not None and remembered_field is field:
+            found.append(referrer)
+    return found
+
+
+def follow_versioned_targets(model) -> None:
+    """Give each key to a versioned model (pinned too) a remembering descriptor."""
+    for field in model._meta.local_fields:
+        if (
+            field.many_to_one
+            and is_versioned(field.related_model)
+            and type(model.__dict__.get(field.name)) is ForwardManyToOneDescriptor
+        ):
+            setattr(model, field.name, FollowingForwardDescriptor(field))
 
 
 # Undo of in-memory fixups when the write they belong to fails ---------------

@@ -102,6 +102,14 @@ class Versioned(models.Model):
     class Meta:
         abstract = True
 
+    def __getstate__(self):
+        # Weak references to in-memory referrers and the undo log of a save
+        # in progress belong to this process only.
+        state = super().__getstate__()
+        state.pop(fixup.REFERRERS_ATTRIBUTE, None)
+        state.pop("_fixup_undo", None)
+        return state
+
     def __str__(self) -> str:
         return f"{self._meta.verbose_name} {str(self.identity)[:8]} v{self.version}"
 
