@@ -76,10 +76,14 @@ def repoint_referrers(instance, old_pk: Any, using: str) -> None:
     """
     Point every row that referred to ``old_pk`` at ``instance`` (its new
     version), in the database and in the objects held in ``instance``'s
-    relation caches. In-memory changes are recorded for undo.
+    relation caches or that reached it through their key. In-memory changes
+    are recorded for undo.
     """
     new_pk = instance.pk
-    for field in referring_fields(type(instance)):
+    for field in referring_fields(type(instance), include_pinned=True):
+        if isinstance(field, PinnedForeignKey):
+            release_pinned_referrers(instance, field)
+            continue
         rows = field.model._base_manager.using(using).filter(**{field.attname: old_pk})
         if is_versioned(field.model):
             # Historical referrer rows keep pointing at what they saw.
@@ -89,24 +93,17 @@ def repoint_referrers(instance, old_pk: Any, using: str) -> None:
             repoint_in_memory(referrer, field, old_pk, instance)
         for referrer in remembered_referrers(instance, field):
             repoint_in_memory(referrer, field, old_pk, instance)
-    release_pinned_referrers(instance)
 
 
-def release_pinned_referrers(instance) -> None:
+def release_pinned_referrers(instance, field) -> None:
     """
     A pinned referrer that cached this object must not see it turn into the
     new version: drop the cache, so it loads the version it is pinned to.
     """
-    for field in referring_fields(type(instance), include_pinned=True):
-        if not isinstance(field, PinnedForeignKey):
-            continue
-        for referrer in remembered_referrers(instance, field):
-            if (
-                field.is_cached(referrer)
-                and field.get_cached_value(referrer) is instance
-            ):
-                field.delete_cached_value(referrer)
-                record_undo(instance, recache(field, referrer, instance))
+    for referrer in remembered_referrers(instance, field):
+        if field.is_cached(referrer) and field.get_cached_value(referrer) is instance:
+            field.delete_cached_value(referrer)
+            record_undo(instance, recache(field, referrer, instance))
 
 
 def recache(field, referrer, target) -> Callable[[], None]:
