@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import copy
-import datetime
 import functools
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -31,26 +29,6 @@ from .signals import version_created
 BOOKKEEPING_FIELD_NAMES = frozenset(
     {"identity", "version", "valid_from", "valid_to", "changed_by", "change_reason"}
 )
-
-_IMMUTABLE_TYPES = (
-    str,
-    bytes,
-    int,
-    float,
-    bool,
-    Decimal,
-    datetime.date,
-    datetime.time,
-    datetime.timedelta,
-    uuid.UUID,
-    type(None),
-)
-
-
-def _frozen(value: Any) -> Any:
-    # Mutable values (JSON dicts, lists) are copied so that editing them in
-    # place still shows up as a change.
-    return value if isinstance(value, _IMMUTABLE_TYPES) else copy.deepcopy(value)
 
 
 @dataclass(frozen=True)
@@ -119,9 +97,7 @@ class Versioned(models.Model):
     def from_db(cls, db, field_names, values, **kwargs):
         instance = super().from_db(db, field_names, values, **kwargs)
         loaded = dict(zip(field_names, values, strict=True))
-        for attname in mutable_attnames(cls):
-            if attname in loaded:
-                loaded[attname] = _frozen(loaded[attname])
+        copy_mutable_values(cls, loaded)
         instance._loaded_values = loaded
         return instance
 
@@ -142,9 +118,9 @@ class Versioned(models.Model):
             attnames = [f.attname for f in self._meta.concrete_fields]
         elif not hasattr(self, "_loaded_values"):
             self._loaded_values = {}
-        for attname in attnames:
-            if attname in self.__dict__:
-                self._loaded_values[attname] = _frozen(self.__dict__[attname])
+        remembered = {a: self.__dict__[a] for a in attnames if a in self.__dict__}
+        copy_mutable_values(type(self), remembered)
+        self._loaded_values.update(remembered)
 
     # Reading ----------------------------------------------------------------
 
@@ -514,6 +490,14 @@ def mutable_attnames(model: type[Versioned]) -> tuple[str, ...]:
         for field in model._meta.concrete_fields
         if field.get_internal_type() not in IMMUTABLE_FIELD_TYPES
     )
+
+
+def copy_mutable_values(model: type[Versioned], values: dict[str, Any]) -> None:
+    # Values that can be edited in place (JSON dicts, lists) are copied, so
+    # that such an edit still shows up as a change.
+    for attname in mutable_attnames(model):
+        if attname in values:
+            values[attname] = copy.deepcopy(values[attname])
 
 
 def data_fields(model: type[Versioned]) -> list[models.Field]:
