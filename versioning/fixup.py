@@ -159,21 +159,27 @@ def copy_m2m_links(model, from_pk: Any, to_pk: Any, using: str) -> None:
         copy_links(link, using, from_pk=from_pk, to_pk=to_pk)
 
 
+def copied_columns(link: LinkTable) -> list[str] | None:
+    """
+    The link table's columns a copy writes (all but a database-made key), or
+    None when its key is made in Python, so links must be copied in Python.
+    """
+    pk = link.through._meta.pk
+    if not isinstance(pk, models.AutoField):
+        return None
+    fields = link.through._meta.concrete_fields
+    return [cast(str, f.column) for f in fields if f is not pk]
+
+
 def copy_links(link: LinkTable, using: str, *, from_pk, to_pk) -> None:
     through_meta = link.through._meta
-    pk_field = through_meta.pk
     column = link.column_field.column
-    copied = [
-        f
-        for f in through_meta.concrete_fields
-        if not (f is pk_field and isinstance(f, models.AutoField))
-    ]
-    if any(f is pk_field for f in copied):
+    columns = copied_columns(link)
+    if columns is None:
         copy_links_in_python(link, using, from_pk=from_pk, to_pk=to_pk)
         return
     connection = connections[using]
     quote = connection.ops.quote_name
-    columns = [cast(str, f.column) for f in copied]  # concrete fields have columns
     target = ", ".join(quote(name) for name in columns)
     source = ", ".join("%s" if name == column else quote(name) for name in columns)
     to_value = link.column_field.get_db_prep_value(to_pk, connection)

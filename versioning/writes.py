@@ -16,7 +16,14 @@ from django.utils import timezone
 
 from . import context
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
-from .fixup import LinkTable, is_versioned, link_tables, referring_fields
+from .fixup import (
+    LinkTable,
+    copied_columns,
+    copy_links,
+    is_versioned,
+    link_tables,
+    referring_fields,
+)
 from .query import batch_size, close_rows, ensure_all_closed
 
 
@@ -284,14 +291,8 @@ def repoint_to_current(model, field, using: str, old_pks: list) -> None:
 def copy_links_to_current(model, link: LinkTable, using: str, old_pks: list) -> None:
     through_meta = link.through._meta
     column = link.column_field.column
-    copied = [
-        f
-        for f in through_meta.concrete_fields
-        if not (f.primary_key and isinstance(f, models.AutoField))
-    ]
-    if any(f.primary_key for f in copied):
-        from .fixup import copy_links
-
+    columns = copied_columns(link)
+    if columns is None:
         new_pks = dict(
             model._base_manager.using(using)
             .filter(pk__in=old_pks)
@@ -306,7 +307,6 @@ def copy_links_to_current(model, link: LinkTable, using: str, old_pks: list) -> 
     pk_column = quote(model._meta.pk.column)
     identity = quote(model._meta.get_field("identity").column)
     valid_to = quote(model._meta.get_field("valid_to").column)
-    columns = [cast(str, f.column) for f in copied]  # concrete fields have columns
     target = ", ".join(quote(name) for name in columns)
     source = ", ".join(
         f"new_row.{pk_column}" if name == column else f"link_row.{quote(name)}"
