@@ -2,7 +2,8 @@
 
 import os
 import tempfile
-from urllib.parse import urlsplit
+
+from tests.pgserver import database_from_environment
 
 SECRET_KEY = "bench-only"
 USE_TZ = True
@@ -16,22 +17,14 @@ INSTALLED_APPS = [
     "bench.benchapp",
 ]
 
-_url = os.environ.get("VERSIONING_TEST_DATABASE_URL")
-if _url:
-    _parts = urlsplit(_url)
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": _parts.path.lstrip("/") or "postgres",
-            "USER": _parts.username or "postgres",
-            "HOST": _parts.hostname,
-            "PORT": _parts.port,
-        }
-    }
-else:
-    DATABASES = {
+_postgres = database_from_environment()
+DATABASES = (
+    {"default": _postgres}
+    if _postgres
+    else {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.path.join(tempfile.gettempdir(), "versioning-bench.sqlite3"),
         }
     }
+)

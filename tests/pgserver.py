@@ -20,6 +20,24 @@ import sys
 import tempfile
 
 
+def database_from_environment():
+    """DATABASES["default"] for the server this script started, or None."""
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("VERSIONING_TEST_DATABASE_URL")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/") or "postgres",
+        "USER": parts.username or "postgres",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": parts.port or 5432,
+    }
+
+
 def find_bindir():
     explicit = os.environ.get("PG_BINDIR")
     if explicit:

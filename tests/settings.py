@@ -1,7 +1,6 @@
 """Settings for the test suite. VERSIONING_TEST_DATABASE_URL selects PostgreSQL."""
 
-import os
-from urllib.parse import urlsplit
+from tests.pgserver import database_from_environment
 
 SECRET_KEY = "tests-only"
 USE_TZ = True
@@ -45,20 +44,9 @@ TEMPLATES = [
     }
 ]
 
-_url = os.environ.get("VERSIONING_TEST_DATABASE_URL")
-if _url:
-    _parts = urlsplit(_url)
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": _parts.path.lstrip("/") or "postgres",
-            "USER": _parts.username or "postgres",
-            "PASSWORD": _parts.password or "",
-            "HOST": _parts.hostname or "127.0.0.1",
-            "PORT": _parts.port or 5432,
-        }
-    }
-else:
-    DATABASES = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
-    }
+_postgres = database_from_environment()
+DATABASES = (
+    {"default": _postgres}
+    if _postgres
+    else {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+)
