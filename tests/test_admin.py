@@ -6,6 +6,7 @@ import re
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission
+from django.db.models import QuerySet
 from django.test import Client
 from django.urls import path, reverse
 from django.utils import timezone
@@ -341,7 +342,7 @@ def test_history_of_10000_versions_is_paginated_with_bounded_queries(
             )
         )
     # Build the history directly: 10,000 saves would only slow the test down.
-    Item._base_manager.filter(pk=item.pk).update(
+    QuerySet(Item).filter(pk=item.pk).update(
         valid_to=start + datetime.timedelta(seconds=2)
     )
     for previous, row in zip(rows, rows[1:], strict=False):

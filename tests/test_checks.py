@@ -168,7 +168,7 @@ def test_the_test_project_passes_all_checks():
 
 @isolate_apps("tests.testapp")
 def test_a_plain_default_manager_is_a_warning():
-    from versioning.query import CurrentManager
+    from versioning.managers import CurrentManager
 
     class PlainManagerFirst(Versioned):
         __module__ = IN_TEST_APP

@@ -160,7 +160,7 @@ def test_update_with_a_filter_across_relations():
 
 
 def test_update_works_in_batches(monkeypatch, django_assert_num_queries):
-    from versioning import query
+    from versioning import writes as query
 
     monkeypatch.setattr(query, "BATCH_SIZE", 4)
     for _ in range(10):
@@ -176,7 +176,7 @@ def test_update_works_in_batches(monkeypatch, django_assert_num_queries):
 
 
 def test_update_in_batches_of_uuid_keyed_rows(monkeypatch):
-    from versioning import query
+    from versioning import writes as query
 
     monkeypatch.setattr(query, "BATCH_SIZE", 3)
     for _ in range(7):
@@ -226,17 +226,17 @@ def test_deadlocks_become_a_retryable_stale_error():
     from django.db import OperationalError
 
     from versioning.exceptions import StaleVersionError
-    from versioning.writes import retryable_conflicts
+    from versioning.writes import stale_on_conflict
 
     class Deadlock(Exception):
         sqlstate = "40P01"
 
     error = OperationalError("deadlock detected")
     error.__cause__ = Deadlock()
-    with pytest.raises(StaleVersionError, match="Run the write again"):
-        with retryable_conflicts(Example):
+    with pytest.raises(StaleVersionError, match="run the write again"):
+        with stale_on_conflict(Example):
             raise error
     other = OperationalError("disk full")
     with pytest.raises(OperationalError):
-        with retryable_conflicts(Example):
+        with stale_on_conflict(Example):
             raise other

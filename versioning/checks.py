@@ -6,6 +6,9 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
+from .managers import CurrentManager
+from .tracking import BOOKKEEPING_FIELD_NAMES
+
 SCOPED_HINT = (
     "Every version of an object repeats its values, so this would fail on "
     "the second version. Scope it to current rows instead: "
@@ -14,11 +17,11 @@ SCOPED_HINT = (
 )
 
 
-def check_versioned_model(model) -> list[checks.CheckMessage]:
+def check_versioned_model(model, base) -> list[checks.CheckMessage]:
     if model._meta.abstract or model._meta.proxy:
         return []
     return [
-        *check_reserved_names(model),
+        *check_reserved_names(model, base),
         *check_primary_key(model),
         *check_inheritance(model),
         *check_uniqueness(model),
@@ -27,12 +30,10 @@ def check_versioned_model(model) -> list[checks.CheckMessage]:
     ]
 
 
-def check_reserved_names(model):
-    from .models import BOOKKEEPING_FIELD_NAMES, Versioned
-
+def check_reserved_names(model, base):
     errors = []
     for name in sorted(BOOKKEEPING_FIELD_NAMES):
-        ours = Versioned._meta.get_field(name)
+        ours = base._meta.get_field(name)
         try:
             field = model._meta.get_field(name)
         except FieldDoesNotExist:
@@ -84,8 +85,6 @@ def check_inheritance(model):
 
 
 def check_uniqueness(model):
-    from .models import BOOKKEEPING_FIELD_NAMES
-
     label = model._meta.label
     errors = []
     for field in model._meta.local_fields:
@@ -156,8 +155,6 @@ def check_cascading_keys(model):
 
 
 def check_default_manager(model):
-    from .query import CurrentManager
-
     if isinstance(model._default_manager, CurrentManager):
         return []
     return [
@@ -165,7 +162,7 @@ def check_default_manager(model):
             f"The default manager of '{model._meta.label}' is not versioning's "
             "CurrentManager, so the admin, forms and related managers will see "
             "historical rows too.",
-            hint="Declare objects = CurrentManager() (versioning.query) first, or "
+            hint="Declare objects = CurrentManager() (versioning.managers) first, or "
             "subclass it for your own manager.",
             obj=model,
             id="versioning.W002",

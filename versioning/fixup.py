@@ -7,14 +7,18 @@ copied so the new version has the same links while the old one keeps its own.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from django.db import connections, models
+from django.db import connections, models, transaction
+from django.db.models import OuterRef, Subquery
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
+from django.db.models.signals import pre_save
 
+from .exceptions import StaleVersionError
 from .fields import PinnedForeignKey
+from .tracking import LOADED_VALUES_ATTRIBUTE, is_versioned
 
 
 @dataclass(frozen=True)
@@ -23,10 +27,6 @@ class LinkTable:
 
     through: type[models.Model]
     column_field: Any  # the through table's ForeignKey to the versioned model
-
-
-def is_versioned(model) -> bool:
-    return getattr(model, "_is_versioned_model", False)
 
 
 def link_tables(model) -> list[LinkTable]:
@@ -72,27 +72,48 @@ def referring_fields(model, *, include_pinned=False) -> list[models.ForeignKey]:
     return fields
 
 
-def repoint_referrers(instance, old_pk: Any, using: str) -> None:
+def current_pk_of(model, old_pk_reference):
+    """A subquery: the current row's pk for the object whose old row is referenced."""
+    rows = models.QuerySet(model=model)
+    identity = rows.filter(pk=old_pk_reference).values("identity")[:1]
+    return Subquery(
+        rows.filter(valid_to__isnull=True, identity=Subquery(identity)).values("pk")[:1]
+    )
+
+
+def repoint_referrers(model, using: str, old_pks: list) -> None:
     """
-    Point every row that referred to ``old_pk`` at ``instance`` (its new
-    version), in the database and in the objects held in ``instance``'s
-    relation caches or that reached it through their key. In-memory changes
-    are recorded for undo.
+    Point every row that referred to one of ``old_pks`` at the current
+    version of the same object. Versioned referrers are re-pointed in place,
+    on their current rows only: their historical rows keep what they saw.
     """
-    new_pk = instance.pk
+    for field in referring_fields(model):
+        rows = models.QuerySet(model=field.model, using=using).filter(
+            **{f"{field.attname}__in": old_pks}
+        )
+        if is_versioned(field.model):
+            rows = rows.filter(valid_to__isnull=True)
+        rows.update(
+            **{field.attname: current_pk_of(model, OuterRef(OuterRef(field.attname)))}
+        )
+
+
+def follow_in_memory(instance, old_pk: Any, using: str) -> None:
+    """
+    After ``instance`` became a new version (its row ``old_pk`` closed), move
+    the referrers it holds in its relation caches, or that reached it through
+    their key, to the new version; pinned referrers drop it instead. Inside a
+    caller's transaction the move is remembered as unconfirmed until commit.
+    """
+    confirmation = commit_confirmation(using)
     for field in referring_fields(type(instance), include_pinned=True):
         if isinstance(field, PinnedForeignKey):
             release_pinned_referrers(instance, field)
             continue
-        rows = field.model._base_manager.using(using).filter(**{field.attname: old_pk})
-        if is_versioned(field.model):
-            # Historical referrer rows keep pointing at what they saw.
-            rows = rows.filter(valid_to__isnull=True)
-        rows.update(**{field.attname: new_pk})
         for referrer in cached_referrers(instance, field.remote_field):
-            repoint_in_memory(referrer, field, old_pk, instance)
+            repoint_in_memory(referrer, field, old_pk, instance, confirmation)
         for referrer in remembered_referrers(instance, field):
-            repoint_in_memory(referrer, field, old_pk, instance)
+            repoint_in_memory(referrer, field, old_pk, instance, confirmation)
 
 
 def release_pinned_referrers(instance, field) -> None:
@@ -103,14 +124,6 @@ def release_pinned_referrers(instance, field) -> None:
     for referrer in remembered_referrers(instance, field):
         if field.is_cached(referrer) and field.get_cached_value(referrer) is instance:
             field.delete_cached_value(referrer)
-            record_undo(instance, recache(field, referrer, instance))
-
-
-def recache(field, referrer, target) -> Callable[[], None]:
-    def undo() -> None:
-        field.set_cached_value(referrer, target)
-
-    return undo
 
 
 def cached_referrers(instance, relation) -> Iterable[models.Model]:
@@ -127,36 +140,87 @@ def cached_referrers(instance, relation) -> Iterable[models.Model]:
         yield from queryset._result_cache or ()
 
 
-def repoint_in_memory(referrer, field, old_pk, target) -> None:
+def repoint_in_memory(referrer, field, old_pk, target, confirmation) -> None:
     if getattr(referrer, field.attname) != old_pk:
         return
     if is_versioned(type(referrer)) and referrer.valid_to is not None:
         return
-    was_cached = field.is_cached(referrer)
-    cached = field.get_cached_value(referrer) if was_cached else None
-    loaded = getattr(referrer, "_loaded_values", None)
-
     setattr(referrer, field.attname, target.pk)
     field.set_cached_value(referrer, target)
+    loaded = referrer.__dict__.get(LOADED_VALUES_ATTRIBUTE)
     if loaded is not None and field.attname in loaded:
         loaded[field.attname] = target.pk
-
-    def undo():
-        setattr(referrer, field.attname, old_pk)
-        if was_cached:
-            field.set_cached_value(referrer, cached)
-        else:
-            field.delete_cached_value(referrer)
-        if loaded is not None and field.attname in loaded:
-            loaded[field.attname] = old_pk
-
-    record_undo(target, undo)
+    unconfirmed = referrer.__dict__.setdefault(UNCONFIRMED_ATTRIBUTE, {})
+    if confirmation is None:
+        unconfirmed.pop(field.attname, None)
+    else:
+        unconfirmed[field.attname] = UnconfirmedKey(
+            type(target), target.pk, target.identity, confirmation
+        )
 
 
-def copy_m2m_links(model, from_pk: Any, to_pk: Any, using: str) -> None:
-    """Give row ``to_pk`` the same many-to-many links as row ``from_pk``."""
-    for link in link_tables(model):
-        copy_links(link, using, from_pk=from_pk, to_pk=to_pk)
+# Keys followed inside a transaction that may still roll back -----------------
+#
+# A version made inside the caller's transaction may never commit; its key
+# may then be reused by another object (SQLite reuses rolled-back keys). A
+# referrer that followed it in memory must not write that key unchecked.
+
+UNCONFIRMED_ATTRIBUTE = "_versioning_unconfirmed_keys"
+
+
+class CommitConfirmation:
+    """Becomes confirmed when the transaction it was made in commits."""
+
+    def __init__(self) -> None:
+        self.confirmed = False
+
+    def confirm(self) -> None:
+        self.confirmed = True
+
+
+def commit_confirmation(using: str) -> CommitConfirmation | None:
+    """None when the write just committed; else what will say it did."""
+    if not connections[using].in_atomic_block:
+        return None
+    confirmation = CommitConfirmation()
+    transaction.on_commit(confirmation.confirm, using=using)
+    return confirmation
+
+
+@dataclass(frozen=True)
+class UnconfirmedKey:
+    model: Any
+    pk: Any
+    identity: Any
+    confirmation: CommitConfirmation
+
+
+def check_unconfirmed_keys(sender, instance, raw=False, using=None, **kwargs):
+    """
+    Before a referrer is saved with a key it followed inside a transaction,
+    make sure that key's row exists and still belongs to the object followed.
+    """
+    unconfirmed = instance.__dict__.get(UNCONFIRMED_ATTRIBUTE)
+    if not unconfirmed or raw:
+        return
+    for attname, key in list(unconfirmed.items()):
+        if key.confirmation.confirmed or getattr(instance, attname) != key.pk:
+            del unconfirmed[attname]
+            continue
+        exists = (
+            models.QuerySet(model=key.model, using=using)
+            .filter(pk=key.pk, identity=key.identity)
+            .exists()
+        )
+        if not exists:
+            raise StaleVersionError(
+                f"{instance._meta.object_name}.{attname} = {key.pk} names a "
+                f"{key.model._meta.object_name} version whose transaction was "
+                "rolled back; nothing was written. Reload the object it points "
+                "at and set the key again."
+            )
+        if not connections[using].in_atomic_block:
+            del unconfirmed[attname]
 
 
 def copied_columns(link: LinkTable) -> list[str] | None:
@@ -171,43 +235,68 @@ def copied_columns(link: LinkTable) -> list[str] | None:
     return [cast(str, f.column) for f in fields if f is not pk]
 
 
-def copy_links(link: LinkTable, using: str, *, from_pk, to_pk) -> None:
-    through_meta = link.through._meta
+def copy_links(model, using: str, from_pks: list) -> None:
+    """
+    Give the current version of each object whose row is in ``from_pks`` the
+    many-to-many links of that row, in both directions.
+    """
+    for link in link_tables(model):
+        if copied_columns(link) is None:
+            copy_links_in_python(model, link, using, from_pks)
+        else:
+            copy_links_in_database(model, link, using, from_pks)
+
+
+def copy_links_in_database(model, link: LinkTable, using: str, from_pks) -> None:
+    columns = cast(list[str], copied_columns(link))
     column = link.column_field.column
-    columns = copied_columns(link)
-    if columns is None:
-        copy_links_in_python(link, using, from_pk=from_pk, to_pk=to_pk)
-        return
     connection = connections[using]
     quote = connection.ops.quote_name
+    meta = model._meta
+    table = quote(meta.db_table)
+    pk_column = quote(meta.pk.column)
+    identity = quote(meta.get_field("identity").column)
+    valid_to = quote(meta.get_field("valid_to").column)
     target = ", ".join(quote(name) for name in columns)
-    source = ", ".join("%s" if name == column else quote(name) for name in columns)
-    to_value = link.column_field.get_db_prep_value(to_pk, connection)
-    from_value = link.column_field.get_db_prep_value(from_pk, connection)
-    table = quote(through_meta.db_table)
+    source = ", ".join(
+        f"new_row.{pk_column}" if name == column else f"link_row.{quote(name)}"
+        for name in columns
+    )
+    placeholders = ", ".join(["%s"] * len(from_pks))
+    params = [link.column_field.get_db_prep_value(pk, connection) for pk in from_pks]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({target}) SELECT {source} FROM {table} "
-            f"WHERE {quote(column)} = %s",
-            [to_value, from_value],
+            f"INSERT INTO {quote(link.through._meta.db_table)} ({target}) "
+            f"SELECT {source} FROM {quote(link.through._meta.db_table)} link_row "
+            f"JOIN {table} old_row ON old_row.{pk_column} = link_row.{quote(column)} "
+            f"JOIN {table} new_row ON new_row.{identity} = old_row.{identity} "
+            f"AND new_row.{valid_to} IS NULL "
+            f"WHERE link_row.{quote(column)} IN ({placeholders})",
+            params,
         )
 
 
-def copy_links_in_python(link: LinkTable, using: str, *, from_pk, to_pk) -> None:
+def copy_links_in_python(model, link: LinkTable, using: str, from_pks) -> None:
     # A link table whose key is not generated by the database (a UUID key,
     # say) needs its new keys made in Python.
-    rows = link.through._base_manager.using(using).filter(
-        **{link.column_field.attname: from_pk}
+    new_pks = dict(
+        models.QuerySet(model=model, using=using)
+        .filter(pk__in=from_pks)
+        .values_list("pk", current_pk_of(model, OuterRef("pk")))
+    )
+    rows = models.QuerySet(model=link.through, using=using).filter(
+        **{f"{link.column_field.attname}__in": from_pks}
     )
     copies = []
     for row in rows:
+        new_pk = new_pks[getattr(row, link.column_field.attname)]
         row.pk = None
         row._state.adding = True
         if row._meta.pk.has_default():
             row.pk = row._meta.pk.get_default()
-        setattr(row, link.column_field.attname, to_pk)
+        setattr(row, link.column_field.attname, new_pk)
         copies.append(row)
-    link.through._base_manager.using(using).bulk_create(copies)
+    models.QuerySet(model=link.through, using=using).bulk_create(copies)
 
 
 # Referrers that reached a versioned object through their foreign key -------
@@ -251,31 +340,19 @@ def remembered_referrers(target, field) -> list[models.Model]:
 
 
 def follow_versioned_targets(model) -> None:
-    """Give each key to a versioned model (pinned too) a remembering descriptor."""
+    """
+    Give each key to a versioned model (pinned too) a remembering descriptor,
+    and check keys followed inside a transaction before the model is saved.
+    """
+    follows = False
     for field in model._meta.local_fields:
-        if (
-            field.many_to_one
-            and is_versioned(field.related_model)
-            and type(model.__dict__.get(field.name)) is ForwardManyToOneDescriptor
-        ):
-            setattr(model, field.name, FollowingForwardDescriptor(field))
-
-
-# Undo of in-memory fixups when the write they belong to fails ---------------
-
-
-def begin_undo_log(instance) -> None:
-    instance.__dict__["_fixup_undo"] = []
-
-
-def record_undo(instance, undo: Callable[[], None]) -> None:
-    log = instance.__dict__.get("_fixup_undo")
-    if log is not None:
-        log.append(undo)
-
-
-def end_undo_log(instance, *, undo: bool) -> None:
-    log = instance.__dict__.pop("_fixup_undo", [])
-    if undo:
-        for step in reversed(log):
-            step()
+        if field.many_to_one and is_versioned(field.related_model):
+            follows = True
+            if type(model.__dict__.get(field.name)) is ForwardManyToOneDescriptor:
+                setattr(model, field.name, FollowingForwardDescriptor(field))
+    if follows:
+        pre_save.connect(
+            check_unconfirmed_keys,
+            sender=model,
+            dispatch_uid=f"versioning.unconfirmed.{model._meta.label}",
+        )

@@ -2,41 +2,40 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, router, transaction
+from django.core.exceptions import ValidationError
+from django.db import models, router
 from django.db.models.signals import class_prepared, pre_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import checks, context, fixup, schema
-from .exceptions import HistoricalVersionError, StaleVersionError
-from .query import (
+from . import checks, fixup, schema, writes
+from .exceptions import HistoricalVersionError
+from .managers import (
     AllVersionsManager,
     AllVersionsQuerySet,
     CurrentManager,
+    RowsManager,
     alters_data,
-    close_row,
 )
-from .signals import version_created
-
-#: Columns every versioned row gets; a subclass may not redefine them.
-BOOKKEEPING_FIELD_NAMES = frozenset(
-    {"identity", "version", "valid_from", "valid_to", "changed_by", "change_reason"}
+from .tracking import (
+    BOOKKEEPING_FIELD_NAMES,
+    copy_mutable_values,
+    data_fields,
+    LOADED_VALUES_ATTRIBUTE,
+    forget_assignments,
+    remember_loaded_values,
+    track_who_and_why_assignments,
+    values_differ,
 )
 
+__all__ = ["BOOKKEEPING_FIELD_NAMES", "Versioned", "data_fields"]
 
-@dataclass(frozen=True)
-class _PendingVersion:
-    """What the insert of a new version must fix up once the row exists."""
-
-    replaces_pk: Any
-    copy_links_from_pk: Any
+#: The manager Django uses for its own access to rows (Meta.base_manager_name).
+ROWS_MANAGER_NAME = "_versioned_rows"
 
 
 class Versioned(models.Model):
@@ -72,20 +71,18 @@ class Versioned(models.Model):
 
     objects = CurrentManager()
     all_versions = AllVersionsManager()
+    _versioned_rows = RowsManager()
 
     _is_versioned_model = True
-    _pending_version: _PendingVersion | None = None
-    _loaded_values: dict[str, Any]
+    _pending_version: writes.PendingVersion | None = None
 
     class Meta:
         abstract = True
 
     def __getstate__(self):
-        # Weak references to in-memory referrers and the undo log of a save
-        # in progress belong to this process only.
+        # Weak references to in-memory referrers belong to this process only.
         state = super().__getstate__()
         state.pop(fixup.REFERRERS_ATTRIBUTE, None)
-        state.pop("_fixup_undo", None)
         return state
 
     def __str__(self) -> str:
@@ -98,29 +95,20 @@ class Versioned(models.Model):
         instance = super().from_db(db, field_names, values, **kwargs)
         loaded = dict(zip(field_names, values, strict=True))
         copy_mutable_values(cls, loaded)
-        instance._loaded_values = loaded
+        instance.__dict__[LOADED_VALUES_ATTRIBUTE] = loaded
         return instance
 
     def refresh_from_db(self, using=None, fields=None, from_queryset=None):
         super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
         if fields is None:
-            self._remember_loaded_values()
+            remember_loaded_values(self)
+            forget_assignments(self)
         else:
             concrete = {f.name: f.attname for f in self._meta.concrete_fields}
             concrete.update({attname: attname for attname in concrete.values()})
-            self._remember_loaded_values(
-                [concrete[name] for name in fields if name in concrete]
+            remember_loaded_values(
+                self, [concrete[name] for name in fields if name in concrete]
             )
-
-    def _remember_loaded_values(self, attnames=None) -> None:
-        if attnames is None:
-            self._loaded_values = {}
-            attnames = [f.attname for f in self._meta.concrete_fields]
-        elif not hasattr(self, "_loaded_values"):
-            self._loaded_values = {}
-        remembered = {a: self.__dict__[a] for a in attnames if a in self.__dict__}
-        copy_mutable_values(type(self), remembered)
-        self._loaded_values.update(remembered)
 
     # Reading ----------------------------------------------------------------
 
@@ -160,7 +148,9 @@ class Versioned(models.Model):
         return {
             field.name: (field.value_from_object(self), field.value_from_object(other))
             for field in data_fields(type(self))
-            if field.value_from_object(self) != field.value_from_object(other)
+            if values_differ(
+                field, field.value_from_object(self), field.value_from_object(other)
+            )
         }
 
     def _identity_versions(self) -> AllVersionsQuerySet:
@@ -168,60 +158,72 @@ class Versioned(models.Model):
             type(self).all_versions.using(self._state.db).filter(identity=self.identity)
         )
 
-    # Writing ----------------------------------------------------------------
+    # Writing: the rules live in versioning.writes ----------------------------
 
     @alters_data
     def save(self, *args, **kwargs):
-        if self._state.adding:
-            self._save_first_version(*args, **kwargs)
-            return
         if args:
             raise TypeError(
                 "Versioned.save() takes its options as keyword arguments, "
                 "for example save(using='default')."
             )
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            # As Django: nothing to save, or names that are not fields.
+            if not update_fields:
+                return
+            unknown = set(update_fields) - self._meta._non_pk_concrete_field_names
+            if unknown:
+                raise ValueError(
+                    "The following fields do not exist in this model, are m2m "
+                    "fields, primary keys, or are non-concrete fields: "
+                    + ", ".join(sorted(unknown))
+                )
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        if self._state.adding:
+            self._save_options = {
+                k: v for k, v in kwargs.items() if k not in {"update_fields", "using"}
+            }
+            try:
+                writes.create_first_version(self, using)
+            finally:
+                del self._save_options
+            return
         if self.valid_to is not None:
             raise HistoricalVersionError(
-                f"{self._label()} is a historical version and cannot be saved. "
-                "Edit the current version, or call restore() on this one."
+                f"{writes.label(self)} is a historical version and cannot be "
+                "saved. Edit the current version, or call restore() on this one."
             )
-        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        if not self._has_data_changes(using):
-            return
-        # A new version never loses data the caller did not load.
-        self._load_deferred_fields(using)
-        now = max(timezone.now(), self.valid_from)
-        previous = self._closed_copy(using, now)
-        with self._unchanged_on_error():
-            try:
-                with transaction.atomic(using=using):
-                    if not close_row(type(self), using, now, self.pk):
-                        raise StaleVersionError(self._stale_message())
-                    self._write_version(
-                        using,
-                        now,
-                        version=self.version + 1,
-                        pending=_PendingVersion(self.pk, self.pk),
-                        previous=previous,
-                    )
-            except IntegrityError as error:
-                self._raise_if_stale(using, error)
-                raise
-        self._remember_loaded_values()
+        # save(update_fields=[...]) still makes a complete new version.
+        writes.save_version(self, using)
 
-    def _save_first_version(self, *args, **kwargs):
-        kwargs.pop("update_fields", None)
-        kwargs.pop("force_update", None)
+    def _insert_row(self, using: str) -> None:
+        """Let Django insert this object as a new row (the engine's insert)."""
+        options = dict(getattr(self, "_save_options", {}))
+        options.pop("force_update", None)
+        options.pop("force_insert", None)
         # An explicit pk must never update an existing row in place.
-        kwargs["force_insert"] = True
-        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        with self._unchanged_on_error(), transaction.atomic(using=using):
-            self.version = 1
-            self.valid_from = timezone.now()
-            self.valid_to = None
-            self._fill_who_and_why(self._loaded_values_or_empty())
-            super().save(*args, **kwargs)
-        self._remember_loaded_values()
+        super().save(**options, using=using, force_insert=True)
+
+    def _save_table(self, *args, **kwargs):
+        updated = super()._save_table(*args, **kwargs)
+        pending = self._pending_version
+        if pending is None:
+            return updated
+        using = self._state.db or router.db_for_write(type(self), instance=self)
+        writes.fix_up_new_version(self, using, pending)
+        # A new version of an existing object is an update from the caller's
+        # point of view: post_save gets created=False.
+        return True
+
+    def _do_insert(self, manager, using, fields, returning_fields, raw):
+        if self._pending_version is None:
+            return super()._do_insert(manager, using, fields, returning_fields, raw)
+        # A new version keeps auto_now_add values (the object's creation);
+        # every other field's pre_save (auto_now included) runs as on update.
+        for field in fields:
+            setattr(self, field.attname, field.pre_save(self, False))
+        return super()._do_insert(manager, using, fields, returning_fields, True)
 
     @alters_data
     def delete(self, using=None, keep_parents=False):
@@ -233,15 +235,11 @@ class Versioned(models.Model):
             )
         if self.valid_to is not None:
             raise HistoricalVersionError(
-                f"{self._label()} is a historical version; only the current "
+                f"{writes.label(self)} is a historical version; only the current "
                 "version can be deleted."
             )
         using = using or router.db_for_write(type(self), instance=self)
-        now = max(timezone.now(), self.valid_from)
-        if not close_row(type(self), using, now, self.pk):
-            raise StaleVersionError(self._stale_message())
-        self.valid_to = now
-        self._remember_loaded_values(["valid_to"])
+        writes.close_object(self, using)
         return 1, {self._meta.label: 1}
 
     @alters_data
@@ -254,41 +252,7 @@ class Versioned(models.Model):
         if self._state.adding:
             raise ValueError("restore() needs a saved version.")
         using = using or router.db_for_write(type(self), instance=self)
-        self._load_deferred_fields(using)
-        try:
-            with transaction.atomic(using=using):
-                latest = (
-                    self._identity_versions()
-                    .using(using)
-                    .select_for_update()
-                    .latest("version")
-                )
-                if latest.valid_to is None and not self.diff(latest):
-                    return latest
-                now = max(
-                    timezone.now(),
-                    latest.valid_from,
-                    latest.valid_to or latest.valid_from,
-                )
-                if latest.valid_to is None:
-                    if not close_row(type(self), using, now, latest.pk):
-                        raise StaleVersionError(latest._stale_message())
-                    latest.valid_to = now
-                restored = copy.copy(latest)
-                for field in data_fields(type(self)):
-                    setattr(restored, field.attname, field.value_from_object(self))
-                restored._write_version(
-                    using,
-                    now,
-                    version=latest.version + 1,
-                    pending=_PendingVersion(latest.pk, self.pk),
-                    previous=latest,
-                )
-        except IntegrityError as error:
-            self._raise_if_stale(using, error)
-            raise
-        restored._remember_loaded_values()
-        return restored
+        return writes.restore_version(self, using)
 
     @alters_data
     def purge(self, *, using: str | None = None) -> tuple[int, dict[str, int]]:
@@ -296,218 +260,53 @@ class Versioned(models.Model):
         using = using or router.db_for_write(type(self), instance=self)
         return self._identity_versions().using(using).purge()
 
-    def _write_version(self, using, now, *, version, pending, previous) -> None:
-        """Insert this object as a new row and fix up what pointed at the old one."""
-        self.version = version
-        self.valid_from = now
-        self.valid_to = None
-        self._fill_who_and_why(self._loaded_values_or_empty())
-        self._pending_version = pending
-        try:
-            super().save(using=using, force_insert=True)
-        finally:
-            self._pending_version = None
-        if version_created.has_listeners(type(self)):
-            version_created.send(type(self), instance=self, previous=previous)
-
-    def _save_table(self, *args, **kwargs):
-        updated = super()._save_table(*args, **kwargs)
-        pending = self._pending_version
-        if pending is None:
-            return updated
-        using = self._state.db or router.db_for_write(type(self), instance=self)
-        fixup.repoint_referrers(self, pending.replaces_pk, using)
-        fixup.copy_m2m_links(type(self), pending.copy_links_from_pk, self.pk, using)
-        # A new version of an existing object is an update from the caller's
-        # point of view: post_save gets created=False.
-        return True
-
-    def _fill_who_and_why(self, loaded: dict) -> None:
-        # A value the caller set on the instance wins over the changes() block.
-        if self.changed_by_id == loaded.get("changed_by_id"):
-            self.changed_by = context.current_user()
-        if self.change_reason == loaded.get("change_reason", ""):
-            self.change_reason = context.current_reason()
-
-    def _loaded_values_or_empty(self) -> dict:
-        return getattr(self, "_loaded_values", {})
-
-    def _load_deferred_fields(self, using) -> None:
-        deferred = self.get_deferred_fields()
-        if deferred:
-            self.refresh_from_db(using=using, fields=list(deferred))
-
-    def _has_data_changes(self, using) -> bool:
-        loaded = self._loaded_values_or_empty()
-        unknown = []
-        for field in data_fields(type(self)):
-            attname = field.attname
-            if attname not in self.__dict__:  # deferred and never touched
-                continue
-            if attname not in loaded:
-                unknown.append(attname)
-            elif self.__dict__[attname] != loaded[attname]:
-                return True
-        if not unknown:
-            return False
-        # Values that were fetched without passing through from_db (for
-        # example by a peer fetch) are compared with the stored row.
-        stored = (
-            type(self)
-            .all_versions.using(using)
-            .filter(pk=self.pk)
-            .order_by()
-            .values(*unknown)
-            .first()
-        )
-        return stored is None or any(self.__dict__[a] != stored[a] for a in unknown)
-
-    def _closed_copy(self, using, now) -> Versioned | None:
-        """The loaded row as it will be stored once closed, for version_created."""
-        if not version_created.has_listeners(type(self)):
-            return None
-        loaded = self._loaded_values_or_empty()
-        fields = self._meta.concrete_fields
-        values = [loaded.get(f.attname, models.DEFERRED) for f in fields]
-        previous = type(self).from_db(using, [f.attname for f in fields], values)
-        previous._loaded_values = dict(loaded)
-        previous.valid_to = now
-        return previous
-
-    def _unchanged_on_error(self):
-        return _RestoreOnError(self)
-
-    def _raise_if_stale(self, using, error) -> None:
-        """Turn a lost race on the version constraints into StaleVersionError."""
-        raced = (
-            type(self)
-            .all_versions.using(using)
-            .filter(identity=self.identity)
-            .filter(
-                models.Q(version__gt=self.version) | models.Q(valid_to__isnull=True)
-            )
-            .exclude(pk=self.pk)
-            .exists()
-        )
-        if raced:
-            raise StaleVersionError(self._stale_message()) from error
-
-    def _label(self) -> str:
-        return f"{self._meta.object_name} {self.identity} version {self.version}"
-
-    def _stale_message(self) -> str:
-        return (
-            f"{self._label()} is no longer current: a newer version was saved, "
-            "or the object was deleted, after it was loaded. Nothing was "
-            "written. Load the current version (obj.current_version()), "
-            "reapply the change and save again."
-        )
-
     # Validation and checks ---------------------------------------------------
 
     def validate_constraints(self, exclude=None):
         # valid_to is never a form field, so stock Django would skip every
-        # constraint scoped to current rows; those must still be checked.
+        # constraint scoped to current rows; those must still be checked, and
+        # a scoped unique constraint reported as Django reports unique=True.
         if exclude:
             exclude = set(exclude) - {"valid_to"}
-        super().validate_constraints(exclude=exclude)
+        using = router.db_for_write(type(self), instance=self)
+        errors: dict[str, list] = {}
+        for model_class, constraints in self.get_constraints():
+            for constraint in constraints:
+                try:
+                    constraint.validate(model_class, self, exclude=exclude, using=using)
+                except ValidationError as error:
+                    if is_scoped_unique(constraint):
+                        error = self.unique_error_message(
+                            model_class, constraint.fields
+                        )
+                    if (
+                        getattr(error, "code", None) == "unique"
+                        and len(constraint.fields) == 1
+                    ):
+                        errors.setdefault(constraint.fields[0], []).append(error)
+                    else:
+                        errors = error.update_error_dict(errors)
+        if errors:
+            raise ValidationError(errors)
 
     @classmethod
     def check(cls, **kwargs):
-        return [*super().check(**kwargs), *checks.check_versioned_model(cls)]
+        return [*super().check(**kwargs), *checks.check_versioned_model(cls, Versioned)]
 
 
-class _RestoreOnError:
-    """Put an instance's bookkeeping back as it was when a write fails."""
-
-    def __init__(self, instance: Versioned) -> None:
-        self.instance = instance
-        meta = instance._meta
-        self.attnames = [meta.pk.attname] + [
-            field.attname
-            for field in meta.concrete_fields
-            if field.name in BOOKKEEPING_FIELD_NAMES
-        ]
-
-    def __enter__(self):
-        instance = self.instance
-        self.saved = {
-            a: instance.__dict__[a] for a in self.attnames if a in instance.__dict__
-        }
-        self.saved_cache = dict(instance._state.fields_cache)
-        self.adding = instance._state.adding
-        fixup.begin_undo_log(instance)
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        instance = self.instance
-        fixup.end_undo_log(instance, undo=exc_type is not None)
-        if exc_type is not None:
-            instance.__dict__.update(self.saved)
-            instance._state.fields_cache = self.saved_cache
-            instance._state.adding = self.adding
-        return False
+#: The condition of a unique constraint scoped to current rows.
+CURRENT_ROWS = models.Q(valid_to__isnull=True)
 
 
-#: Fields whose values are immutable Python objects (str, int, Decimal,
-#: datetime, UUID…): their loaded values need no copy to detect a change.
-IMMUTABLE_FIELD_TYPES = frozenset(
-    {
-        "AutoField",
-        "BigAutoField",
-        "BigIntegerField",
-        "BooleanField",
-        "CharField",
-        "DateField",
-        "DateTimeField",
-        "DecimalField",
-        "DurationField",
-        "EmailField",
-        "FloatField",
-        "ForeignKey",
-        "GenericIPAddressField",
-        "IntegerField",
-        "OneToOneField",
-        "PositiveBigIntegerField",
-        "PositiveIntegerField",
-        "PositiveSmallIntegerField",
-        "SlugField",
-        "SmallAutoField",
-        "SmallIntegerField",
-        "TextField",
-        "TimeField",
-        "URLField",
-        "UUIDField",
-    }
-)
-
-
-@functools.cache
-def mutable_attnames(model: type[Versioned]) -> tuple[str, ...]:
-    """Columns whose loaded values are copied, so edits in place count as changes."""
-    return tuple(
-        field.attname
-        for field in model._meta.concrete_fields
-        if field.get_internal_type() not in IMMUTABLE_FIELD_TYPES
+def is_scoped_unique(constraint) -> bool:
+    """A unique constraint on fields, scoped to current rows, with Django's message."""
+    return (
+        isinstance(constraint, models.UniqueConstraint)
+        and bool(constraint.fields)
+        and constraint.condition == CURRENT_ROWS
+        and constraint.violation_error_message
+        == constraint.default_violation_error_message
     )
-
-
-def copy_mutable_values(model: type[Versioned], values: dict[str, Any]) -> None:
-    # Values that can be edited in place (JSON dicts, lists) are copied, so
-    # that such an edit still shows up as a change.
-    for attname in mutable_attnames(model):
-        if attname in values:
-            values[attname] = copy.deepcopy(values[attname])
-
-
-def data_fields(model: type[Versioned]) -> list[models.Field]:
-    """The concrete fields that hold an object's data (not the pk, not bookkeeping)."""
-    meta = model._meta
-    return [
-        field
-        for field in meta.concrete_fields
-        if not field.primary_key and field.name not in BOOKKEEPING_FIELD_NAMES
-    ]
 
 
 def clear_primary_key_for_new_version(sender, instance, raw=False, **kwargs):
@@ -520,6 +319,10 @@ def prepare_versioned_model(sender, **kwargs):
     if not issubclass(sender, Versioned) or sender._meta.abstract:
         return
     schema.add_version_constraints(sender)
+    # Django's own access to rows (related managers' add(), say) goes through
+    # the base manager: ours versions instead of overwriting.
+    sender._meta.base_manager_name = ROWS_MANAGER_NAME
+    track_who_and_why_assignments(sender)
     pre_save.connect(
         clear_primary_key_for_new_version,
         sender=sender,

@@ -53,3 +53,16 @@ def add_version_constraints(model) -> None:
     # Migrations read these options only when the model's Meta "declared" them.
     meta.original_attrs["constraints"] = meta.constraints
     meta.original_attrs["indexes"] = meta.indexes
+
+
+def version_constraint_names(model) -> frozenset[str]:
+    return frozenset(
+        {constraint_name(model, "current"), constraint_name(model, "version")}
+    )
+
+
+def version_constraint_columns(model) -> tuple[set[str], set[str]]:
+    """The columns SQLite names when one of the version constraints fails."""
+    identity = model._meta.get_field("identity").column
+    version = model._meta.get_field("version").column
+    return ({identity}, {identity, version})

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
-from versioning.models import BOOKKEEPING_FIELD_NAMES
+from versioning.tracking import BOOKKEEPING_FIELD_NAMES
 
 SHORT = 40
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from versioning.fixup import referring_fields
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
-from versioning.query import batch_size
+from versioning.writes import batch_size, plain_rows
 
 
 class Command(VersionedModelCommand):
@@ -70,9 +70,7 @@ class Command(VersionedModelCommand):
                 break
             with transaction.atomic(using=using):
                 reclaimed += row_bytes(model, using, pks)
-                _, per_model = (
-                    model._base_manager.using(using).filter(pk__in=pks).delete()
-                )
+                _, per_model = plain_rows(model, using).filter(pk__in=pks).delete()
             removed += per_model.get(label, 0)
             progress.update(removed)
         progress.finish()

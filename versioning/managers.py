@@ -7,25 +7,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connections, models
-from django.db.models import F, Q, Value
-from django.db.models.functions import Greatest
+from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
-from . import context
-from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
+from . import context, writes
+from .exceptions import HistoricalVersionError, VersioningError
+from .tracking import remember_loaded_values
 
 Method = TypeVar("Method", bound=Callable[..., Any])
-
-#: Rows handled per statement by the set-based writes; memory stays flat.
-BATCH_SIZE = 2000
-
-
-def batch_size(using: str, requested: int | None = None) -> int:
-    """Rows per batch, within the backend's limit on query parameters."""
-    size = min(requested or BATCH_SIZE, BATCH_SIZE)
-    limit = connections[using].features.max_query_params
-    return min(size, limit - 50) if limit else size
 
 
 def alters_data(method: Method) -> Method:
@@ -82,11 +72,39 @@ class AllVersionsQuerySet(models.QuerySet):
         Returns Django's (count, {label: count}).
         """
         identities = list(self.order_by().values_list("identity", flat=True).distinct())
-        rows = self.model._base_manager.using(self.db).filter(identity__in=identities)
+        rows = writes.plain_rows(self.model, self.db).filter(identity__in=identities)
         return rows.delete()
 
 
-class CurrentQuerySet(models.QuerySet):
+class VersioningQuerySet(models.QuerySet):
+    """Writes make new versions of the matched current rows instead of overwriting."""
+
+    @alters_data
+    def delete(self):
+        """Close every matched row; returns Django's (count, {label: count})."""
+        if self.query.is_sliced:
+            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
+        closed = writes.close_matched(self)
+        return closed, {self.model._meta.label: closed} if closed else {}
+
+    @alters_data
+    def update(self, **kwargs) -> int:
+        """
+        Give every matched row a new version with ``kwargs`` applied (values
+        or expressions such as F()), built inside the database. Returns the
+        number of rows versioned. Like Django's update(), no signals are sent.
+        """
+        if self.query.is_sliced:
+            raise TypeError("Cannot update a query once a slice has been taken.")
+        return writes.update_versions(self, kwargs)
+
+    @alters_data
+    def bulk_update(self, objs, fields, batch_size=None) -> int:
+        """Save each object's ``fields`` as a new version, a batch at a time."""
+        return writes.bulk_update_versions(self, objs, fields, batch_size)
+
+
+class CurrentQuerySet(VersioningQuerySet):
     """Current versions; writes make new versions instead of overwriting rows."""
 
     def as_of(self, when):
@@ -94,36 +112,6 @@ class CurrentQuerySet(models.QuerySet):
             "Call as_of() on the manager, before filtering: "
             f"{self.model.__name__}.objects.as_of(when).filter(...)."
         )
-
-    @alters_data
-    def delete(self):
-        """Close every matched row; returns Django's (count, {label: count})."""
-        if self.query.is_sliced:
-            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
-        model = self.model
-        matched = self.order_by().values("pk")
-        closed = close_rows(model, self.db, timezone.now(), pk__in=matched)
-        return closed, {model._meta.label: closed} if closed else {}
-
-    @alters_data
-    def update(self, **kwargs) -> int:
-        """
-        Give every matched row a new version with ``kwargs`` applied (values
-        or expressions such as F()), built inside the database. Returns the
-        number of rows versioned.
-        """
-        if self.query.is_sliced:
-            raise TypeError("Cannot update a query once a slice has been taken.")
-        from .writes import update_versions
-
-        return update_versions(self, kwargs)
-
-    @alters_data
-    def bulk_update(self, objs, fields, batch_size=None) -> int:
-        """Save each object's ``fields`` as a new version, a batch at a time."""
-        from .writes import bulk_update_versions
-
-        return bulk_update_versions(self, objs, fields, batch_size)
 
     def bulk_create(self, objs, batch_size=None, **kwargs):
         """Insert version 1 of each object, with fresh identities."""
@@ -156,12 +144,31 @@ class CurrentQuerySet(models.QuerySet):
                 obj.change_reason = reason
         created = super().bulk_create(objs, batch_size=batch_size, **kwargs)
         for obj in created:
-            obj._remember_loaded_values()
+            remember_loaded_values(obj)
         return created
+
+
+class RowsQuerySet(VersioningQuerySet):
+    """
+    Every row, for Django's own machinery (the base manager: related objects,
+    refresh_from_db, reverse managers' add()). Its writes version current
+    rows and refuse historical ones, so Django never rewrites history.
+    """
+
+    @alters_data
+    def delete(self):
+        if self.filter(valid_to__isnull=False).exists():
+            raise HistoricalVersionError(
+                f"Historical {self.model._meta.verbose_name_plural} cannot be "
+                "deleted: history is kept. Close current rows with "
+                "Model.objects.filter(...).delete()."
+            )
+        return super().delete()
 
 
 _CurrentManagerBase = models.Manager.from_queryset(CurrentQuerySet)
 _AllVersionsManagerBase = models.Manager.from_queryset(AllVersionsQuerySet)
+_RowsManagerBase = models.Manager.from_queryset(RowsQuerySet)
 
 
 class CurrentManager(_CurrentManagerBase):
@@ -179,48 +186,5 @@ class AllVersionsManager(_AllVersionsManagerBase):
     """Every row, historical and current."""
 
 
-def close_rows(model, using, now, **lookups) -> int:
-    """Close the matched rows that are still current; return how many were."""
-    return (
-        model._base_manager.using(using)
-        .filter(valid_to__isnull=True, **lookups)
-        .update(valid_to=Greatest(F("valid_from"), Value(now)))
-    )
-
-
-def close_row(model, using: str, now, pk) -> bool:
-    """
-    Close one row if it is still current; return whether it was. The hot path
-    of every save, so the statement is built once per model rather than
-    through a queryset.
-    """
-    connection = connections[using]
-    meta = model._meta
-    valid_to = meta.get_field("valid_to")
-    sql = _close_row_sql.get((meta.label, connection.vendor))
-    if sql is None:
-        quote = connection.ops.quote_name
-        sql = (
-            f"UPDATE {quote(meta.db_table)} SET {quote(valid_to.column)} = %s "
-            f"WHERE {quote(meta.pk.column)} = %s AND {quote(valid_to.column)} IS NULL"
-        )
-        _close_row_sql[(meta.label, connection.vendor)] = sql
-    params = [
-        valid_to.get_db_prep_save(now, connection),
-        meta.pk.get_db_prep_save(pk, connection),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount == 1
-
-
-_close_row_sql: dict[tuple[str, str], str] = {}
-
-
-def ensure_all_closed(model, closed: int, expected: int) -> None:
-    if closed != expected:
-        raise StaleVersionError(
-            f"{expected - closed} of {expected} {model._meta.verbose_name_plural} "
-            "changed while being written (a newer version was saved or the "
-            "object was deleted). Nothing was written; run the write again."
-        )
+class RowsManager(_RowsManagerBase):
+    """The base manager of versioned models; see RowsQuerySet."""
