@@ -69,3 +69,25 @@ class OrderLineFactory(factory.django.DjangoModelFactory):
         model = models.OrderLine
 
     item = factory.SubFactory(ItemFactory)
+
+
+class ArticleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Article
+
+    title = factory.Sequence(lambda n: f"article {n}")
+    slug = factory.Sequence(lambda n: f"article-{n}")
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Team
+
+    name = factory.Sequence(lambda n: f"team {n}")
+
+
+class PlayerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Player
+
+    name = factory.Sequence(lambda n: f"player {n}")

@@ -11,6 +11,8 @@ class VersioningConfig(AppConfig):
         from django.apps import apps
 
         from .fixup import follow_versioned_targets
+        from .related import version_reverse_managers
 
         for model in apps.get_models():
             follow_versioned_targets(model)
+            version_reverse_managers(model)

@@ -100,9 +100,7 @@ def restore_version(instance, using: str):
     model = type(instance)
     load_deferred_fields(instance, using)
     with stale_on_conflict(model, instance), transaction.atomic(using=using):
-        latest = (
-            identity_rows(instance, using).select_for_update().latest("version")
-        )
+        latest = identity_rows(instance, using).select_for_update().latest("version")
         if latest.valid_to is None and not versions_differ(instance, latest):
             return latest
         now = version_time(latest.valid_from, latest.valid_to)
@@ -133,7 +131,9 @@ def close_object(instance, using: str) -> None:
     """Close the current version (delete()): every row stays."""
     now = version_time(instance.valid_from)
     with stale_on_conflict(type(instance), instance):
-        if not close_version(type(instance), using, now, instance.pk, instance.identity):
+        if not close_version(
+            type(instance), using, now, instance.pk, instance.identity
+        ):
             raise StaleVersionError(stale_message(instance))
     instance.valid_to = now
     remember_loaded_values(instance, ["valid_to"])
@@ -175,6 +175,8 @@ def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
                 "current versions only."
             )
     changed = [obj for obj in objs if changed_fields(obj, targets) != ([], [])]
+    if not changed:
+        return 0
     # Each object adds a When() per assigned column to the parameters.
     size = max(batch_size(using, requested) // (2 * (len(targets) + 2) + 1), 1)
     old_pks = [obj.pk for obj in changed]
@@ -400,12 +402,16 @@ def violates_version_constraints(model, error: IntegrityError) -> bool:
     message = str(error)
     if not message.startswith(prefix):
         return False
-    columns = {name.strip().rpartition(".")[2] for name in message[len(prefix) :].split(",")}
+    columns = {
+        name.strip().rpartition(".")[2] for name in message[len(prefix) :].split(",")
+    }
     return columns in schema.version_constraint_columns(model)
 
 
 def label(instance) -> str:
-    return f"{instance._meta.object_name} {instance.identity} version {instance.version}"
+    return (
+        f"{instance._meta.object_name} {instance.identity} version {instance.version}"
+    )
 
 
 def stale_message(instance=None, model=None) -> str:
@@ -609,9 +615,7 @@ def per_object_assignments(model, using: str, batch, targets) -> dict:
     chosen = [who_and_why(obj) for obj in batch]
     user_field = model._meta.get_field("changed_by")
     reason_field = model._meta.get_field("change_reason")
-    assignments[user_field] = case(
-        user_field.target_field, [c.user_id for c in chosen]
-    )
+    assignments[user_field] = case(user_field.target_field, [c.user_id for c in chosen])
     assignments[reason_field] = case(reason_field, [c.reason for c in chosen])
     return assignments
 
@@ -704,4 +708,3 @@ def insert_new_versions(model, using: str, pks: list, assignments: dict) -> None
             f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {select_sql}",
             params,
         )
-

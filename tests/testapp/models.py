@@ -4,6 +4,7 @@ import uuid
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.db import models
+from django.db.models.functions import Length
 
 from versioning.fields import PinnedForeignKey
 from versioning.models import Versioned
@@ -172,3 +173,57 @@ class Note(models.Model):
 
     def __str__(self):
         return self.text
+
+
+class Article(Versioned):
+    """Columns Django or the database fill in, and constraints on data columns."""
+
+    title = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100)
+    counter = models.IntegerField(default=0)
+    amount = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+    title_length = models.GeneratedField(
+        expression=Length("title"), output_field=models.IntegerField(), db_persist=True
+    )
+    rating = models.IntegerField(db_default=3)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=models.Q(valid_to__isnull=True),
+                name="article_slug_unique_when_current",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(counter__gte=0), name="article_counter_not_negative"
+            ),
+        ]
+
+    def __str__(self):
+        return self.title
+
+
+class Team(Versioned):
+    """Two versioned models pointing at each other (team.captain, player.team)."""
+
+    name = models.CharField(max_length=50)
+    captain = models.ForeignKey(
+        "Player",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="captain_of",
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class Player(Versioned):
+    name = models.CharField(max_length=50)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT)
+
+    def __str__(self):
+        return self.name
