@@ -88,7 +88,7 @@ def repoint_referrers(model, using: str, old_pks: list) -> None:
     on their current rows only: their historical rows keep what they saw.
     """
     for field in referring_fields(model):
-        rows = models.QuerySet(model=field.model, using=using).filter(
+        rows: models.QuerySet = models.QuerySet(model=field.model, using=using).filter(
             **{f"{field.attname}__in": old_pks}
         )
         if is_versioned(field.model):
@@ -284,7 +284,7 @@ def copy_links_in_python(model, link: LinkTable, using: str, from_pks) -> None:
         .filter(pk__in=from_pks)
         .values_list("pk", current_pk_of(model, OuterRef("pk")))
     )
-    rows = models.QuerySet(model=link.through, using=using).filter(
+    rows: models.QuerySet = models.QuerySet(model=link.through, using=using).filter(
         **{f"{link.column_field.attname}__in": from_pks}
     )
     copies = []

@@ -23,9 +23,9 @@ from .managers import (
 )
 from .tracking import (
     BOOKKEEPING_FIELD_NAMES,
+    LOADED_VALUES_ATTRIBUTE,
     copy_mutable_values,
     data_fields,
-    LOADED_VALUES_ATTRIBUTE,
     forget_assignments,
     remember_loaded_values,
     track_who_and_why_assignments,
@@ -274,7 +274,8 @@ class Versioned(models.Model):
             for constraint in constraints:
                 try:
                     constraint.validate(model_class, self, exclude=exclude, using=using)
-                except ValidationError as error:
+                except ValidationError as raised:
+                    error = raised
                     if is_scoped_unique(constraint):
                         error = self.unique_error_message(
                             model_class, constraint.fields
