@@ -497,3 +497,86 @@ def test_the_engine_reports_stale_only_for_its_own_constraints():
         )
     assert violates_version_constraints(Article, fork.value)
     assert connection.vendor in {"sqlite", "postgresql"}
+
+
+# Every path over the model variants (int pk, UUID pk, own Meta with referrers
+# and many-to-many links) ------------------------------------------------------
+
+
+def test_bulk_update_makes_each_object_its_new_version(versioned_factory):
+    factory, field = versioned_factory
+    objs = [factory(), factory()]
+    old_pks = [obj.pk for obj in objs]
+    for n, obj in enumerate(objs):
+        setattr(obj, field, f"bulk {n}")
+    assert type(objs[0]).objects.bulk_update(objs, [field]) == 2
+    for n, (obj, old_pk) in enumerate(zip(objs, old_pks, strict=True)):
+        assert obj.pk != old_pk and obj.version == 2 and obj.is_current
+        stored = type(obj).objects.get(identity=obj.identity)
+        assert (stored.pk, getattr(stored, field)) == (obj.pk, f"bulk {n}")
+        setattr(obj, field, f"then saved {n}")
+        obj.save()
+        assert obj.version == 3
+
+
+def test_the_base_manager_versions_every_variant(versioned_factory):
+    factory, field = versioned_factory
+    obj = factory()
+    model = type(obj)
+    assert model._base_manager.filter(pk=obj.pk).update(**{field: "via base"}) == 1
+    current = model.objects.get(identity=obj.identity)
+    assert (current.version, getattr(current, field)) == (2, "via base")
+    assert model.all_versions.get(pk=obj.pk).valid_to == current.valid_from
+
+
+def test_outer_rollback_never_touches_another_object(versioned_factory):
+    factory, field = versioned_factory
+    obj = factory()
+    with pytest.raises(Rollback), transaction.atomic():
+        setattr(obj, field, "rolled back")
+        obj.save()
+        raise Rollback
+    other = factory()
+    before = rows(type(obj))
+    with pytest.raises(StaleVersionError):
+        obj.delete()
+    setattr(obj, field, "again")
+    with pytest.raises((StaleVersionError, IntegrityError)):
+        obj.save()
+    assert rows(type(obj)) == before
+    assert type(obj).objects.filter(identity=other.identity).exists()
+
+
+def test_version_created_from_every_python_path(versioned_factory):
+    factory, field = versioned_factory
+    obj = factory()
+    model = type(obj)
+    received = []
+
+    def receiver(sender, instance, previous, using, **kwargs):
+        received.append((instance.version, previous.version))
+
+    version_created.connect(receiver, sender=model)
+    try:
+        setattr(obj, field, "saved")
+        obj.save()
+        obj = model.all_versions.get(identity=obj.identity, version=1).restore()
+        setattr(obj, field, "bulk")
+        model.objects.bulk_update([obj], [field])
+        model.objects.filter(pk=obj.pk).update(**{field: "set-based"})
+    finally:
+        version_created.disconnect(receiver, sender=model)
+    # update() sends none, like Django's own update().
+    assert received == [(2, 1), (3, 2), (4, 3)]
+
+
+def test_failed_data_write_leaves_every_variant_unchanged(versioned_factory):
+    factory, field = versioned_factory
+    obj = factory()
+    model = type(obj)
+    state, before = bookkeeping(obj), rows(model)
+    setattr(obj, field, None)  # a NOT NULL column
+    with pytest.raises(IntegrityError) as raised:
+        obj.save()
+    assert not isinstance(raised.value, StaleVersionError)
+    assert (bookkeeping(obj), rows(model)) == (state, before)
