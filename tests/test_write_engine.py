@@ -580,3 +580,27 @@ def test_failed_data_write_leaves_every_variant_unchanged(versioned_factory):
         obj.save()
     assert not isinstance(raised.value, StaleVersionError)
     assert (bookkeeping(obj), rows(model)) == (state, before)
+
+
+def test_bulk_update_after_an_outer_rollback_touches_no_other_object():
+    article = ArticleFactory(title="mine")
+    with pytest.raises(Rollback), transaction.atomic():
+        article.title = "rolled back"
+        Article.objects.bulk_update([article], ["title"])
+        raise Rollback
+    other = ArticleFactory(title="other")
+    before = rows(Article)
+    article.title = "again"
+    with pytest.raises(StaleVersionError):
+        Article.objects.bulk_update([article], ["title"])
+    assert rows(Article) == before
+    assert Article.objects.get(identity=other.identity).title == "other"
+
+
+def test_bulk_update_refuses_the_same_object_twice():
+    article = ArticleFactory()
+    twin = Article.objects.get(pk=article.pk)
+    article.title, twin.title = "a", "b"
+    with pytest.raises(ValueError, match="same object twice"):
+        Article.objects.bulk_update([article, twin], ["title"])
+    assert article.version == 1

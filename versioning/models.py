@@ -321,8 +321,10 @@ def prepare_versioned_model(sender, **kwargs):
         return
     schema.add_version_constraints(sender)
     # Django's own access to rows (related managers' add(), say) goes through
-    # the base manager: ours versions instead of overwriting.
-    sender._meta.base_manager_name = ROWS_MANAGER_NAME
+    # the base manager: ours versions instead of overwriting. A base manager
+    # the model names itself is its author's choice.
+    if sender._meta.base_manager_name is None:
+        sender._meta.base_manager_name = ROWS_MANAGER_NAME
     track_who_and_why_assignments(sender)
     pre_save.connect(
         clear_primary_key_for_new_version,

@@ -174,7 +174,12 @@ def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
                 f"bulk_update() got {label(obj)}, a historical version; pass "
                 "current versions only."
             )
-    changed = [obj for obj in objs if changed_fields(obj, targets) != ([], [])]
+    identities = [obj.identity for obj in objs]
+    if len(set(identities)) != len(identities):
+        raise ValueError(
+            "bulk_update() got the same object twice; pass each object once."
+        )
+    changed = [obj for obj in objs if any(changed_fields(obj, targets))]
     if not changed:
         return 0
     # Each object adds a When() per assigned column to the parameters.
@@ -186,7 +191,13 @@ def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
                 batch = changed[start : start + size]
                 previous = [closed_copy(obj, using, None) for obj in batch]
                 assignments = per_object_assignments(model, using, batch, targets)
-                version_rows(model, using, [obj.pk for obj in batch], assignments)
+                version_rows(
+                    model,
+                    using,
+                    [obj.pk for obj in batch],
+                    assignments,
+                    identities=[obj.identity for obj in batch],
+                )
                 adopt_new_versions(model, using, batch, targets)
                 for obj, closed in zip(batch, previous, strict=True):
                     announce(obj, closed, using)
@@ -579,12 +590,19 @@ def assignable_field(model, name: str, call: str) -> models.Field:
     return field
 
 
-def version_rows(model, using: str, pks: list, assignments: dict) -> None:
-    """Close rows ``pks``, insert their new versions, then fix up relations."""
+def version_rows(model, using: str, pks: list, assignments: dict, identities=None):
+    """
+    Close rows ``pks``, insert their new versions, then fix up relations.
+    Keys that come from Python objects are matched with their identities
+    too, so a key left over from a rolled-back transaction closes nothing.
+    """
     if not pks:
         return
     now = timezone.now()
-    closed = close_rows(model, using, now, pk__in=pks)
+    lookups: dict[str, Any] = {"pk__in": pks}
+    if identities is not None:
+        lookups["identity__in"] = identities
+    closed = close_rows(model, using, now, **lookups)
     if closed != len(pks):
         raise StaleVersionError(stale_message(model=model))
     insert_new_versions(model, using, pks, assignments)
