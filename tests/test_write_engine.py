@@ -604,3 +604,21 @@ def test_bulk_update_refuses_the_same_object_twice():
     with pytest.raises(ValueError, match="same object twice"):
         Article.objects.bulk_update([article, twin], ["title"])
     assert article.version == 1
+
+
+def test_links_in_a_table_with_python_made_keys_stay_with_their_object():
+    from tests.factories import DocumentFactory
+    from tests.testapp.models import Document, Shelf
+
+    documents = [DocumentFactory(title=name) for name in "abc"]
+    for document in documents:
+        Shelf.objects.create(name=document.title.upper()).documents.add(document)
+    for document in documents:
+        document.title += "2"
+    Document.objects.bulk_update(documents, ["title"])
+    documents[0].title = "a3"
+    documents[0].save()
+    shelves = {
+        d.title: sorted(s.name for s in d.shelves.all()) for d in Document.objects.all()
+    }
+    assert shelves == {"a3": ["A"], "b2": ["B"], "c2": ["C"]}

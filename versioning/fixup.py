@@ -282,7 +282,7 @@ def copy_links_in_python(model, link: LinkTable, using: str, from_pks) -> None:
     new_pks = dict(
         models.QuerySet(model=model, using=using)
         .filter(pk__in=from_pks)
-        .values_list("pk", current_pk_of(model, OuterRef("pk")))
+        .values_list("pk", current_pk_of(model, OuterRef(OuterRef("pk"))))
     )
     rows: models.QuerySet = models.QuerySet(model=link.through, using=using).filter(
         **{f"{link.column_field.attname}__in": from_pks}
