@@ -622,3 +622,44 @@ def test_links_in_a_table_with_python_made_keys_stay_with_their_object():
         d.title: sorted(s.name for s in d.shelves.all()) for d in Document.objects.all()
     }
     assert shelves == {"a3": ["A"], "b2": ["B"], "c2": ["C"]}
+
+
+def test_a_rolled_back_key_reused_by_the_objects_next_version_is_stale():
+    mine = ItemFactory(name="a", description="original")
+    with pytest.raises(Rollback), transaction.atomic():
+        mine.name = "rolled back"
+        mine.save()
+        raise Rollback
+    # Someone else saves the object; on SQLite their version gets the same key.
+    theirs = Item.objects.get(identity=mine.identity)
+    theirs.description = "their edit"
+    theirs.save()
+    before = rows(Item)
+    mine.name = "mine"
+    with pytest.raises(StaleVersionError):
+        mine.save()
+    with pytest.raises(StaleVersionError):
+        mine.delete()
+    with pytest.raises(StaleVersionError):
+        Item.objects.bulk_update([mine], ["name"])
+    assert rows(Item) == before
+
+
+def test_bulk_update_after_a_rollback_never_swaps_objects():
+    a, b = ItemFactory(name="a"), ItemFactory(name="b")
+    with pytest.raises(Rollback), transaction.atomic():
+        b.name = "b rolled back"
+        b.save()
+        a.name = "a rolled back"
+        a.save()
+        raise Rollback
+    # Fresh saves take the rolled-back keys the other way round on SQLite.
+    for name in "ab":
+        fresh = Item.objects.get(name=name)
+        fresh.description = "fresh"
+        fresh.save()
+    before = rows(Item)
+    a.name, b.name = "a again", "b again"
+    with pytest.raises(StaleVersionError):
+        Item.objects.bulk_update([a, b], ["name"])
+    assert rows(Item) == before

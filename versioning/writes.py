@@ -9,6 +9,8 @@ write from any other failure.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from django.db import (
     models,
     transaction,
 )
-from django.db.models import Case, F, Max, Value, When
+from django.db.models import Case, F, Max, Q, Value, When
 from django.db.models.functions import Cast, Greatest
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -81,7 +83,7 @@ def save_version(instance, using: str) -> None:
     previous = closed_copy(instance, using, now)
     with restored_on_error([instance]), stale_on_conflict(model, instance):
         with transaction.atomic(using=using):
-            if not close_version(model, using, now, old_pk, instance.identity):
+            if not close_version(model, using, now, instance):
                 raise StaleVersionError(stale_message(instance))
             insert_version(
                 instance,
@@ -105,7 +107,7 @@ def restore_version(instance, using: str):
             return latest
         now = version_time(latest.valid_from, latest.valid_to)
         if latest.valid_to is None:
-            if not close_version(model, using, now, latest.pk, latest.identity):
+            if not close_version(model, using, now, latest):
                 raise StaleVersionError(stale_message(latest))
             latest.valid_to = now
         restored = model.from_db(
@@ -131,9 +133,7 @@ def close_object(instance, using: str) -> None:
     """Close the current version (delete()): every row stays."""
     now = version_time(instance.valid_from)
     with stale_on_conflict(type(instance), instance):
-        if not close_version(
-            type(instance), using, now, instance.pk, instance.identity
-        ):
+        if not close_version(type(instance), using, now, instance):
             raise StaleVersionError(stale_message(instance))
     instance.valid_to = now
     remember_loaded_values(instance, ["valid_to"])
@@ -182,8 +182,9 @@ def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
     changed = [obj for obj in objs if any(changed_fields(obj, targets))]
     if not changed:
         return 0
-    # Each object adds a When() per assigned column to the parameters.
-    size = max(batch_size(using, requested) // (2 * (len(targets) + 2) + 1), 1)
+    # Parameters per object: a When() per assigned column (targets, who,
+    # why), its key, and the four values that match its loaded row.
+    size = max(batch_size(using, requested) // (2 * (len(targets) + 2) + 5), 1)
     old_pks = [obj.pk for obj in changed]
     with restored_on_error(changed), stale_on_conflict(model):
         with transaction.atomic(using=using):
@@ -196,7 +197,7 @@ def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
                     using,
                     [obj.pk for obj in batch],
                     assignments,
-                    identities=[obj.identity for obj in batch],
+                    loaded_rows=functools.reduce(operator.or_, map(row_match, batch)),
                 )
                 adopt_new_versions(model, using, batch, targets)
                 for obj, closed in zip(batch, previous, strict=True):
@@ -211,7 +212,7 @@ def close_matched(queryset) -> int:
     model = queryset.model
     matched = queryset.order_by().values("pk")
     with stale_on_conflict(model):
-        return close_rows(model, queryset.db, timezone.now(), pk__in=matched)
+        return close_rows(model, queryset.db, timezone.now(), Q(pk__in=matched))
 
 
 # The rules --------------------------------------------------------------------
@@ -452,45 +453,53 @@ def identity_rows(instance, using: str) -> models.QuerySet:
     return plain_rows(type(instance), using).filter(identity=instance.identity)
 
 
-def close_version(model, using: str, now, pk, identity) -> bool:
+def close_version(model, using: str, now, row) -> bool:
     """
-    Close one row if it is still the current version of ``identity``; return
-    whether it was. Matching the identity too means that a key left over from
-    a rolled-back transaction, reused by another object, is never closed. The
-    hot path of every save, so the statement is built once per model.
+    Close ``row`` if it is still current; return whether it was. The row is
+    matched by pk, identity, version and valid_from, so that a key left over
+    from a rolled-back transaction, reused for another row, is never closed.
+    The hot path of every save, so the statement is built once per model.
     """
     connection = connections[using]
     meta = model._meta
-    valid_to = meta.get_field("valid_to")
-    identity_field = meta.get_field("identity")
+    matched_fields = [meta.pk, *(meta.get_field(name) for name in ROW_MATCH)]
     sql = _close_version_sql.get((meta.label, connection.vendor))
     if sql is None:
         quote = connection.ops.quote_name
+        valid_to = quote(meta.get_field("valid_to").column)
+        matched = " AND ".join(f"{quote(f.column)} = %s" for f in matched_fields)
         sql = (
-            f"UPDATE {quote(meta.db_table)} SET {quote(valid_to.column)} = %s "
-            f"WHERE {quote(meta.pk.column)} = %s "
-            f"AND {quote(identity_field.column)} = %s "
-            f"AND {quote(valid_to.column)} IS NULL"
+            f"UPDATE {quote(meta.db_table)} SET {valid_to} = %s "
+            f"WHERE {matched} AND {valid_to} IS NULL"
         )
         _close_version_sql[(meta.label, connection.vendor)] = sql
-    params = [
-        valid_to.get_db_prep_save(now, connection),
-        meta.pk.get_db_prep_save(pk, connection),
-        identity_field.get_db_prep_save(identity, connection),
+    params = [meta.get_field("valid_to").get_db_prep_save(now, connection)] + [
+        field.get_db_prep_save(getattr(row, field.attname), connection)
+        for field in matched_fields
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
 
 
+#: With the pk, what names one stored row exactly: a key may be reused
+#: after a rollback, never together with these.
+ROW_MATCH = ("identity", "version", "valid_from")
+
+
+def row_match(obj) -> Q:
+    """The stored row ``obj`` was loaded from or written as, and no other."""
+    return Q(pk=obj.pk, **{name: getattr(obj, name) for name in ROW_MATCH})
+
+
 _close_version_sql: dict[tuple[str, str], str] = {}
 
 
-def close_rows(model, using: str, now, **lookups) -> int:
+def close_rows(model, using: str, now, condition: Q) -> int:
     """Close the matched rows that are still current; return how many were."""
     return (
         plain_rows(model, using)
-        .filter(valid_to__isnull=True, **lookups)
+        .filter(condition, valid_to__isnull=True)
         .update(valid_to=Greatest(F("valid_from"), Value(now)))
     )
 
@@ -590,19 +599,18 @@ def assignable_field(model, name: str, call: str) -> models.Field:
     return field
 
 
-def version_rows(model, using: str, pks: list, assignments: dict, identities=None):
+def version_rows(model, using: str, pks: list, assignments: dict, loaded_rows=None):
     """
     Close rows ``pks``, insert their new versions, then fix up relations.
-    Keys that come from Python objects are matched with their identities
-    too, so a key left over from a rolled-back transaction closes nothing.
+    Keys that come from Python objects are matched with the rows the objects
+    were loaded from (``loaded_rows``), so a key left over from a rolled-back
+    transaction closes nothing.
     """
     if not pks:
         return
     now = timezone.now()
-    lookups: dict[str, Any] = {"pk__in": pks}
-    if identities is not None:
-        lookups["identity__in"] = identities
-    closed = close_rows(model, using, now, **lookups)
+    condition = Q(pk__in=pks) if loaded_rows is None else Q(pk__in=pks) & loaded_rows
+    closed = close_rows(model, using, now, condition)
     if closed != len(pks):
         raise StaleVersionError(stale_message(model=model))
     insert_new_versions(model, using, pks, assignments)
