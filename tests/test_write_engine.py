@@ -663,3 +663,40 @@ def test_bulk_update_after_a_rollback_never_swaps_objects():
     with pytest.raises(StaleVersionError):
         Item.objects.bulk_update([a, b], ["name"])
     assert rows(Item) == before
+
+
+def test_after_a_rollback_links_new_referrers_and_refresh_never_reach_another_row():
+    mine = ItemFactory(name="mine")
+    with pytest.raises(Rollback), transaction.atomic():
+        mine.name = "rolled back"
+        mine.save()
+        raise Rollback
+    other = ItemFactory(name="other")  # SQLite: takes the rolled-back key
+    tag = TagFactory()
+    # Django's add() runs in atomic(savepoint=False): give it a savepoint.
+    with pytest.raises(StaleVersionError), transaction.atomic():
+        mine.tags.add(tag)
+    assert not other.tags.exists()
+    with pytest.raises(StaleVersionError):
+        Order.objects.create(item=mine)
+    assert not Order.objects.exists()
+    with pytest.raises(Item.DoesNotExist, match="rolled back"):
+        mine.refresh_from_db()
+    assert mine.current_version().name == "mine"
+
+
+def test_inside_an_open_transaction_the_new_version_is_used_freely(
+    django_assert_num_queries,
+):
+    item = ItemFactory()
+    tag = TagFactory()
+    with transaction.atomic():
+        item.name = "renamed"
+        item.save()
+        # No check query: the version is pending in this very transaction.
+        with django_assert_num_queries(2):  # select existing links, insert
+            item.tags.add(tag)
+        Order.objects.create(item=item)
+        item.refresh_from_db()
+    assert Order.objects.get().item_id == item.pk
+    assert list(item.tags.all()) == [tag]

@@ -9,10 +9,13 @@ class VersioningConfig(AppConfig):
 
     def ready(self):
         from django.apps import apps
+        from django.db.models.signals import m2m_changed
 
         from .fixup import follow_versioned_targets
         from .related import version_reverse_managers
+        from .transactions import check_links_owner
 
+        m2m_changed.connect(check_links_owner, dispatch_uid="versioning.links_owner")
         for model in apps.get_models():
             follow_versioned_targets(model)
             version_reverse_managers(model)

@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from django.db import connections, models, transaction
+from django.db import connections, models
 from django.db.models import OuterRef, Subquery
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
 from django.db.models.signals import pre_save
 
-from .exceptions import StaleVersionError
+from . import transactions
 from .fields import PinnedForeignKey
 from .tracking import LOADED_VALUES_ATTRIBUTE, is_versioned
 
@@ -98,14 +98,13 @@ def repoint_referrers(model, using: str, old_pks: list) -> None:
         )
 
 
-def follow_in_memory(instance, old_pk: Any, using: str) -> None:
+def follow_in_memory(instance, old_pk: Any, confirmation) -> None:
     """
     After ``instance`` became a new version (its row ``old_pk`` closed), move
     the referrers it holds in its relation caches, or that reached it through
     their key, to the new version; pinned referrers drop it instead. Inside a
-    caller's transaction the move is remembered as unconfirmed until commit.
+    caller's transaction the move stays unconfirmed until commit.
     """
-    confirmation = commit_confirmation(using)
     for field in referring_fields(type(instance), include_pinned=True):
         if isinstance(field, PinnedForeignKey):
             release_pinned_referrers(instance, field)
@@ -150,77 +149,7 @@ def repoint_in_memory(referrer, field, old_pk, target, confirmation) -> None:
     loaded = referrer.__dict__.get(LOADED_VALUES_ATTRIBUTE)
     if loaded is not None and field.attname in loaded:
         loaded[field.attname] = target.pk
-    unconfirmed = referrer.__dict__.setdefault(UNCONFIRMED_ATTRIBUTE, {})
-    if confirmation is None:
-        unconfirmed.pop(field.attname, None)
-    else:
-        unconfirmed[field.attname] = UnconfirmedKey(
-            type(target), target.pk, target.identity, confirmation
-        )
-
-
-# Keys followed inside a transaction that may still roll back -----------------
-#
-# A version made inside the caller's transaction may never commit; its key
-# may then be reused by another object (SQLite reuses rolled-back keys). A
-# referrer that followed it in memory must not write that key unchecked.
-
-UNCONFIRMED_ATTRIBUTE = "_versioning_unconfirmed_keys"
-
-
-class CommitConfirmation:
-    """Becomes confirmed when the transaction it was made in commits."""
-
-    def __init__(self) -> None:
-        self.confirmed = False
-
-    def confirm(self) -> None:
-        self.confirmed = True
-
-
-def commit_confirmation(using: str) -> CommitConfirmation | None:
-    """None when the write just committed; else what will say it did."""
-    if not connections[using].in_atomic_block:
-        return None
-    confirmation = CommitConfirmation()
-    transaction.on_commit(confirmation.confirm, using=using)
-    return confirmation
-
-
-@dataclass(frozen=True)
-class UnconfirmedKey:
-    model: Any
-    pk: Any
-    identity: Any
-    confirmation: CommitConfirmation
-
-
-def check_unconfirmed_keys(sender, instance, raw=False, using=None, **kwargs):
-    """
-    Before a referrer is saved with a key it followed inside a transaction,
-    make sure that key's row exists and still belongs to the object followed.
-    """
-    unconfirmed = instance.__dict__.get(UNCONFIRMED_ATTRIBUTE)
-    if not unconfirmed or raw:
-        return
-    for attname, key in list(unconfirmed.items()):
-        if key.confirmation.confirmed or getattr(instance, attname) != key.pk:
-            del unconfirmed[attname]
-            continue
-        exists = (
-            models.QuerySet(model=key.model, using=using)
-            .filter(pk=key.pk, identity=key.identity)
-            .exists()
-        )
-        if not exists:
-            raise StaleVersionError(
-                f"{instance._meta.object_name}.{attname} = {key.pk} names a "
-                f"{key.model._meta.object_name} version whose transaction was "
-                "rolled back; nothing was written. Reload the object it points "
-                "at and set the key again."
-            )
-        if not connections[using].in_atomic_block:
-            del unconfirmed[attname]
+    transactions.remember_followed_key(referrer, field, target, confirmation)
 
 
 def copied_columns(link: LinkTable) -> list[str] | None:
@@ -322,6 +251,9 @@ class FollowingForwardDescriptor(ForwardManyToOneDescriptor):
         super().__set__(instance, value)
         if value is not None:
             remember_referrer(value, instance, self.field)
+            transactions.remember_followed_key(
+                instance, self.field, value, transactions.unconfirmed_row(value)
+            )
 
 
 def remember_referrer(target, referrer, field) -> None:
@@ -352,7 +284,7 @@ def follow_versioned_targets(model) -> None:
                 setattr(model, field.name, FollowingForwardDescriptor(field))
     if follows:
         pre_save.connect(
-            check_unconfirmed_keys,
+            transactions.check_followed_keys,
             sender=model,
             dispatch_uid=f"versioning.unconfirmed.{model._meta.label}",
         )

@@ -12,7 +12,7 @@ from django.db.models.signals import class_prepared, pre_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import checks, fixup, schema, writes
+from . import checks, fixup, schema, transactions, writes
 from .exceptions import HistoricalVersionError
 from .managers import (
     AllVersionsManager,
@@ -99,6 +99,13 @@ class Versioned(models.Model):
         return instance
 
     def refresh_from_db(self, using=None, fields=None, from_queryset=None):
+        written = transactions.unconfirmed_row(self)
+        if written is not None and written.rolled_back:
+            # Its key may belong to another row by now: never load that.
+            raise self.DoesNotExist(
+                f"{writes.label(self)} was written in a transaction that was "
+                "rolled back. Load the current version: obj.current_version()."
+            )
         super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
         if fields is None:
             remember_loaded_values(self)

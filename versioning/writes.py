@@ -29,7 +29,7 @@ from django.db.models.functions import Cast, Greatest
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from . import context, fixup, schema
+from . import context, fixup, schema, transactions
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
 from .signals import version_created
 from .tracking import (
@@ -69,6 +69,7 @@ def create_first_version(instance, using: str) -> None:
         apply_who_and_why(instance)
         instance._insert_row(using)
     remember_loaded_values(instance)
+    transactions.remember_written_row(instance, transactions.commit_confirmation(using))
 
 
 def save_version(instance, using: str) -> None:
@@ -94,7 +95,9 @@ def save_version(instance, using: str) -> None:
                 previous=previous,
             )
     remember_loaded_values(instance)
-    fixup.follow_in_memory(instance, old_pk, using)
+    confirmation = transactions.commit_confirmation(using)
+    transactions.remember_written_row(instance, confirmation)
+    fixup.follow_in_memory(instance, old_pk, confirmation)
 
 
 def restore_version(instance, using: str):
@@ -126,6 +129,7 @@ def restore_version(instance, using: str):
             previous=latest,
         )
     remember_loaded_values(restored)
+    transactions.remember_written_row(restored, transactions.commit_confirmation(using))
     return restored
 
 
@@ -202,8 +206,10 @@ def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
                 adopt_new_versions(model, using, batch, targets)
                 for obj, closed in zip(batch, previous, strict=True):
                     announce(obj, closed, using)
+    confirmation = transactions.commit_confirmation(using)
     for obj, old_pk in zip(changed, old_pks, strict=True):
-        fixup.follow_in_memory(obj, old_pk, using)
+        transactions.remember_written_row(obj, confirmation)
+        fixup.follow_in_memory(obj, old_pk, confirmation)
     return len(changed)
 
 
