@@ -700,3 +700,30 @@ def test_inside_an_open_transaction_the_new_version_is_used_freely(
         item.refresh_from_db()
     assert Order.objects.get().item_id == item.pk
     assert list(item.tags.all()) == [tag]
+
+
+def test_deleting_a_user_who_made_versions_clears_who_in_place():
+    user = UserFactory()
+    with changes(user=user):
+        article = ArticleFactory()
+        article.title = "edited"
+        article.save()
+    user.delete()
+    assert list(Article.all_versions.values_list("changed_by", flat=True)) == [
+        None,
+        None,
+    ]
+    assert article.history().count() == 2
+
+
+def test_deleting_a_plain_target_with_set_null_clears_the_key_on_every_version():
+    tag = TagFactory()
+    article = ArticleFactory(category=tag)
+    article.title = "edited"
+    article.save()
+    tag.delete()
+    assert list(Article.all_versions.values_list("category", flat=True)) == [
+        None,
+        None,
+    ]
+    assert Article.objects.get(identity=article.identity).version == 2

@@ -156,6 +156,18 @@ class RowsQuerySet(VersioningQuerySet):
     """
 
     @alters_data
+    def update(self, **kwargs) -> int:
+        if kwargs and all(
+            value is None and self.model._meta.get_field(name).many_to_one
+            for name, value in kwargs.items()
+        ):
+            # Django's on_delete=SET_NULL: the row these keys name is being
+            # deleted, and the database cannot keep a key to a missing row, so
+            # the key is cleared in place on every version, history included.
+            return models.QuerySet.update(self, **kwargs)
+        return super().update(**kwargs)
+
+    @alters_data
     def delete(self):
         if self.filter(valid_to__isnull=False).exists():
             raise HistoricalVersionError(

@@ -188,6 +188,9 @@ class Article(Versioned):
         expression=Length("title"), output_field=models.IntegerField(), db_persist=True
     )
     rating = models.IntegerField(db_default=3)
+    category = models.ForeignKey(
+        Tag, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [
