@@ -727,3 +727,30 @@ def test_deleting_a_plain_target_with_set_null_clears_the_key_on_every_version()
         None,
     ]
     assert Article.objects.get(identity=article.identity).version == 2
+
+
+def test_expressions_assigned_on_the_instance_are_computed_from_the_loaded_row(
+    versioned_factory,
+):
+    article = ArticleFactory(counter=1)
+    article.counter = F("counter") + 1
+    article.save()
+    assert (article.counter, article.version) == (2, 2)
+    assert Article.objects.get(identity=article.identity).counter == 2
+    article.counter = F("counter") + 10
+    article.title = "both"
+    Article.objects.bulk_update([article], ["counter", "title"])
+    stored = Article.objects.get(identity=article.identity)
+    assert (stored.counter, stored.title, stored.version) == (12, "both", 3)
+    assert (article.counter, article.pk) == (12, stored.pk)
+    # A failed write leaves the expression in place, for a retry.
+    expression = F("counter") - 100
+    article.counter = expression
+    with pytest.raises(IntegrityError):
+        article.save()
+    assert article.counter is expression and article.version == 3
+    factory, field = versioned_factory
+    obj = factory()
+    setattr(obj, field, Concat(F(field), Value("!")))
+    obj.save()
+    assert getattr(type(obj).objects.get(identity=obj.identity), field).endswith("!")

@@ -86,6 +86,7 @@ def save_version(instance, using: str) -> None:
         with transaction.atomic(using=using):
             if not close_version(model, using, now, instance):
                 raise StaleVersionError(stale_message(instance))
+            resolve_expressions(instance, using)
             insert_version(
                 instance,
                 using,
@@ -296,6 +297,29 @@ def apply_who_and_why(instance) -> None:
     instance.change_reason = chosen.reason
 
 
+def resolve_expressions(instance, using: str) -> None:
+    """
+    Values assigned as expressions (``obj.counter = F("counter") + 1``) are
+    computed from the row being replaced, as Django's own save() would.
+    """
+    expressions = {
+        f"versioning_{attname}": value
+        for attname, value in instance.__dict__.items()
+        if hasattr(value, "resolve_expression")
+    }
+    if not expressions:
+        return
+    computed = (
+        plain_rows(type(instance), using)
+        .filter(pk=instance.pk)
+        .annotate(**expressions)
+        .values(*expressions)
+        .get()
+    )
+    for alias, value in computed.items():
+        setattr(instance, alias.removeprefix("versioning_"), value)
+
+
 def load_deferred_fields(instance, using: str) -> None:
     deferred = [
         f.attname
@@ -358,9 +382,10 @@ def restored_on_error(instances) -> Iterator[None]:
         (
             instance,
             {
-                a: instance.__dict__[a]
-                for a in bookkeeping_attnames(type(instance))
-                if a in instance.__dict__
+                attname: value
+                for attname, value in instance.__dict__.items()
+                if attname in bookkeeping_attnames(type(instance))
+                or hasattr(value, "resolve_expression")
             },
             dict(instance._state.fields_cache),
             instance._state.adding,
@@ -632,7 +657,12 @@ def per_object_assignments(model, using: str, batch, targets) -> dict:
     def case(field, values):
         statement = Case(
             *(
-                When(pk=obj.pk, then=Value(value, output_field=field))
+                When(
+                    pk=obj.pk,
+                    then=value
+                    if hasattr(value, "resolve_expression")
+                    else Value(value, output_field=field),
+                )
                 for obj, value in zip(batch, values, strict=True)
             ),
             output_field=field,
@@ -655,7 +685,13 @@ def per_object_assignments(model, using: str, batch, targets) -> dict:
 def adopt_new_versions(model, using: str, objs, targets) -> None:
     """Make each Python object the new version, as save() does."""
     by_identity = {obj.identity: obj for obj in objs}
-    attnames = bookkeeping_attnames(model)
+    # Values assigned as expressions are read back as the database computed them.
+    computed = [
+        f.attname
+        for f in targets
+        if any(hasattr(obj.__dict__.get(f.attname), "resolve_expression") for obj in objs)
+    ]
+    attnames = (*bookkeeping_attnames(model), *computed)
     rows = (
         plain_rows(model, using)
         .filter(identity__in=list(by_identity), valid_to__isnull=True)
