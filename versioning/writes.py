@@ -305,7 +305,7 @@ def resolve_expressions(instance, using: str) -> None:
     expressions = {
         f"versioning_{attname}": value
         for attname, value in instance.__dict__.items()
-        if hasattr(value, "resolve_expression")
+        if is_expression(value)
     }
     if not expressions:
         return
@@ -318,6 +318,10 @@ def resolve_expressions(instance, using: str) -> None:
     )
     for alias, value in computed.items():
         setattr(instance, alias.removeprefix("versioning_"), value)
+
+
+def is_expression(value) -> bool:
+    return hasattr(value, "resolve_expression")
 
 
 def load_deferred_fields(instance, using: str) -> None:
@@ -385,7 +389,7 @@ def restored_on_error(instances) -> Iterator[None]:
                 attname: value
                 for attname, value in instance.__dict__.items()
                 if attname in bookkeeping_attnames(type(instance))
-                or hasattr(value, "resolve_expression")
+                or is_expression(value)
             },
             dict(instance._state.fields_cache),
             instance._state.adding,
@@ -659,9 +663,7 @@ def per_object_assignments(model, using: str, batch, targets) -> dict:
             *(
                 When(
                     pk=obj.pk,
-                    then=value
-                    if hasattr(value, "resolve_expression")
-                    else Value(value, output_field=field),
+                    then=value if is_expression(value) else Value(value, field),
                 )
                 for obj, value in zip(batch, values, strict=True)
             ),
@@ -689,7 +691,7 @@ def adopt_new_versions(model, using: str, objs, targets) -> None:
     computed = [
         f.attname
         for f in targets
-        if any(hasattr(obj.__dict__.get(f.attname), "resolve_expression") for obj in objs)
+        if any(is_expression(obj.__dict__.get(f.attname)) for obj in objs)
     ]
     attnames = (*bookkeeping_attnames(model), *computed)
     rows = (
