@@ -23,7 +23,7 @@ from tests.factories import (
     TeamFactory,
     UserFactory,
 )
-from tests.testapp.models import Article, Example, Item, Order, Player, Review
+from tests.testapp.models import Article, Example, Item, Order, Player, Review, Team
 from versioning import changes
 from versioning.exceptions import HistoricalVersionError, StaleVersionError
 from versioning.signals import version_created
@@ -754,3 +754,27 @@ def test_expressions_assigned_on_the_instance_are_computed_from_the_loaded_row(
     setattr(obj, field, Concat(F(field), Value("!")))
     obj.save()
     assert getattr(type(obj).objects.get(identity=obj.identity), field).endswith("!")
+
+
+def test_reverse_manager_add_accepts_the_same_object_twice_like_django():
+    team = TeamFactory()
+    player = PlayerFactory()
+    twin = Player.objects.get(pk=player.pk)
+    team.player_set.add(player, player, twin)
+    assert player.version == twin.version == 2
+    assert player.pk == twin.pk == Player.objects.get(identity=player.identity).pk
+    twin.name = "twin edits"
+    twin.save()
+    assert twin.version == 3
+
+
+def test_nothing_is_added_to_a_historical_version():
+    team = TeamFactory()
+    first_pk = team.pk
+    team.name = "renamed"
+    team.save()
+    old = Team.all_versions.get(pk=first_pk)
+    player = PlayerFactory()
+    with pytest.raises(HistoricalVersionError):
+        old.player_set.add(player)
+    assert Player.objects.get(pk=player.pk).team_id is None

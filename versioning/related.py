@@ -12,7 +12,8 @@ from django.db import router
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 from django.utils.functional import cached_property
 
-from .tracking import is_versioned
+from .exceptions import HistoricalVersionError
+from .tracking import bookkeeping_attnames, is_versioned, remember_loaded_values
 
 
 class VersionedReverseManyToOneDescriptor(ReverseManyToOneDescriptor):
@@ -71,10 +72,26 @@ def check_instance(manager, obj) -> None:
 
 def write_key(manager, db: str, objs, target) -> None:
     """Set the key on each object and write it as a new version (bulk_update)."""
-    name = manager.field.name
+    if target is not None and getattr(target, "valid_to", None) is not None:
+        raise HistoricalVersionError(
+            f"{target!r} is a historical version: nothing can be added to it. "
+            "Use the current version (obj.current_version())."
+        )
+    field = manager.field
+    # Like Django, the same object may be passed more than once.
+    by_identity: dict[Any, list] = {}
     for obj in objs:
-        setattr(obj, name, target)
-    manager.model._base_manager.using(db).bulk_update(objs, [name])
+        setattr(obj, field.name, target)
+        twins = by_identity.setdefault(obj.identity, [])
+        if not any(twin is obj for twin in twins):
+            twins.append(obj)
+    written = [twins[0] for twins in by_identity.values()]
+    manager.model._base_manager.using(db).bulk_update(written, [field.name])
+    for first, *others in by_identity.values():
+        for twin in others:
+            attnames = [*bookkeeping_attnames(type(first)), field.attname]
+            twin.__dict__.update({a: first.__dict__[a] for a in attnames})
+            remember_loaded_values(twin, attnames)
 
 
 def version_reverse_managers(model) -> None:
