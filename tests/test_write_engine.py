@@ -778,3 +778,25 @@ def test_nothing_is_added_to_a_historical_version():
     with pytest.raises(HistoricalVersionError):
         old.player_set.add(player)
     assert Player.objects.get(pk=player.pk).team_id is None
+
+
+def test_bulk_update_reads_back_generated_columns():
+    article = ArticleFactory(title="abcd")
+    article.title = "ab"
+    Article.objects.bulk_update([article], ["title"])
+    assert article.title_length == 2
+
+
+def test_a_rolled_back_delete_says_so_instead_of_calling_the_row_historical():
+    article = ArticleFactory()
+    with pytest.raises(Rollback), transaction.atomic():
+        article.delete()
+        raise Rollback
+    article.title = "edited"
+    with pytest.raises(StaleVersionError, match="rolled back"):
+        article.save()
+    assert article.current_version().is_current
+    closed = ArticleFactory()
+    closed.delete()
+    with pytest.raises(HistoricalVersionError):
+        closed.save()

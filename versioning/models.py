@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import checks, fixup, schema, transactions, writes
-from .exceptions import HistoricalVersionError
+from .exceptions import HistoricalVersionError, StaleVersionError
 from .managers import (
     AllVersionsManager,
     AllVersionsQuerySet,
@@ -197,10 +197,7 @@ class Versioned(models.Model):
                 del self._save_options
             return
         if self.valid_to is not None:
-            raise HistoricalVersionError(
-                f"{writes.label(self)} is a historical version and cannot be "
-                "saved. Edit the current version, or call restore() on this one."
-            )
+            self._refuse_historical("saved")
         # save(update_fields=[...]) still makes a complete new version.
         writes.save_version(self, using)
 
@@ -241,13 +238,23 @@ class Versioned(models.Model):
                 "was never saved."
             )
         if self.valid_to is not None:
-            raise HistoricalVersionError(
-                f"{writes.label(self)} is a historical version; only the current "
-                "version can be deleted."
-            )
+            self._refuse_historical("deleted")
         using = using or router.db_for_write(type(self), instance=self)
         writes.close_object(self, using)
         return 1, {self._meta.label: 1}
+
+    def _refuse_historical(self, action: str) -> None:
+        closing = transactions.unconfirmed_row(self)
+        if closing is not None and closing.rolled_back:
+            raise StaleVersionError(
+                f"{writes.label(self)} was deleted in a transaction that was "
+                "rolled back, so this object no longer matches the database. "
+                "Load the current version (obj.current_version()) and try again."
+            )
+        raise HistoricalVersionError(
+            f"{writes.label(self)} is a historical version and cannot be "
+            f"{action}. Change the current version, or call restore() on this one."
+        )
 
     @alters_data
     def restore(self, *, using: str | None = None) -> Versioned:

@@ -142,6 +142,7 @@ def close_object(instance, using: str) -> None:
             raise StaleVersionError(stale_message(instance))
     instance.valid_to = now
     remember_loaded_values(instance, ["valid_to"])
+    transactions.remember_written_row(instance, transactions.commit_confirmation(using))
 
 
 def update_versions(queryset, values: dict[str, Any]) -> int:
@@ -693,7 +694,8 @@ def adopt_new_versions(model, using: str, objs, targets) -> None:
         for f in targets
         if any(is_expression(obj.__dict__.get(f.attname)) for obj in objs)
     ]
-    attnames = (*bookkeeping_attnames(model), *computed)
+    generated = [f.attname for f in model._meta.concrete_fields if f.generated]
+    attnames = (*bookkeeping_attnames(model), *computed, *generated)
     rows = (
         plain_rows(model, using)
         .filter(identity__in=list(by_identity), valid_to__isnull=True)
