@@ -26,7 +26,7 @@ from tests.testapp.models import (
     Supplier,
     Supply,
 )
-from versioning import writes
+from versioning import statements
 from versioning.signals import version_created
 
 pytestmark = pytest.mark.django_db
@@ -436,7 +436,7 @@ def test_set_based_delete_fails_cleanly():
 @pytest.mark.parametrize("size", [None, 1], ids=["one_batch", "batch_size=1"])
 def test_update_across_a_to_many_join_fails_cleanly(size, monkeypatch):
     if size is not None:
-        monkeypatch.setattr(writes, "BATCH_SIZE", size)
+        monkeypatch.setattr(statements, "BATCH_SIZE", size)
     item_world("lamp", tags=2)  # matched twice through the join
     item_world("desk", tags=1)
     ItemFactory(name="bare")  # no tags: not matched

@@ -160,9 +160,9 @@ def test_update_with_a_filter_across_relations():
 
 
 def test_update_works_in_batches(monkeypatch, django_assert_num_queries):
-    from versioning import writes as query
+    from versioning import statements
 
-    monkeypatch.setattr(query, "BATCH_SIZE", 4)
+    monkeypatch.setattr(statements, "BATCH_SIZE", 4)
     for _ in range(10):
         ExampleFactory()
     # per batch of 4: select its keys, close, insert; once: the highest key
@@ -176,9 +176,9 @@ def test_update_works_in_batches(monkeypatch, django_assert_num_queries):
 
 
 def test_update_in_batches_of_uuid_keyed_rows(monkeypatch):
-    from versioning import writes as query
+    from versioning import statements
 
-    monkeypatch.setattr(query, "BATCH_SIZE", 3)
+    monkeypatch.setattr(statements, "BATCH_SIZE", 3)
     for _ in range(7):
         DocumentFactory()
     assert Document.objects.update(title="same") == 7

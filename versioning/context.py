@@ -8,6 +8,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .tracking import assigned_who_and_why, loaded_values
+
 _UNSET: Any = object()
 
 
@@ -66,6 +68,37 @@ def current_user() -> Any:
 def current_reason() -> str:
     """The reason to record on a version written now ("" when none)."""
     return _active.get().reason
+
+
+@dataclass(frozen=True)
+class WhoAndWhy:
+    user_id: Any
+    user: Any  # the user object when it came from changes(), else None
+    reason: str
+
+
+def who_and_why(instance=None) -> WhoAndWhy:
+    """
+    Who made the next version of ``instance`` and why: what was assigned on
+    the instance (even a value equal to the previous version's), otherwise
+    the changes() block's.
+    """
+    user = current_user()
+    from_context = WhoAndWhy(user.pk if user else None, user, current_reason())
+    if instance is None:
+        return from_context
+    loaded = loaded_values(instance)
+    assigned = assigned_who_and_why(instance)
+    user_id, reason = instance.changed_by_id, instance.change_reason
+    keep_user = "changed_by_id" in assigned or user_id != loaded.get("changed_by_id")
+    keep_reason = "change_reason" in assigned or reason != loaded.get(
+        "change_reason", ""
+    )
+    return WhoAndWhy(
+        user_id if keep_user else from_context.user_id,
+        None if keep_user else from_context.user,
+        reason if keep_reason else from_context.reason,
+    )
 
 
 class VersioningMiddleware:

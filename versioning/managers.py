@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from . import context, writes
+from . import context, statements, writes
 from .exceptions import HistoricalVersionError, VersioningError
 from .tracking import remember_loaded_values
 
@@ -72,8 +72,8 @@ class AllVersionsQuerySet(models.QuerySet):
         Returns Django's (count, {label: count}).
         """
         identities = list(self.order_by().values_list("identity", flat=True).distinct())
-        rows = writes.plain_rows(self.model, self.db).filter(identity__in=identities)
-        return rows.delete()
+        rows = statements.plain_rows(self.model, self.db)
+        return rows.filter(identity__in=identities).delete()
 
 
 class VersioningQuerySet(models.QuerySet):

@@ -83,6 +83,10 @@ def values_differ(field: models.Field, value: Any, loaded: Any) -> bool:
         return True
 
 
+def is_expression(value) -> bool:
+    return hasattr(value, "resolve_expression")
+
+
 def loaded_values(instance: models.Model) -> dict[str, Any]:
     """The column values the instance's row held when loaded or last written."""
     return instance.__dict__.get(LOADED_VALUES_ATTRIBUTE, {})

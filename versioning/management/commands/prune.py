@@ -7,7 +7,7 @@ from django.utils import timezone
 from versioning.fixup import referring_fields
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
-from versioning.writes import batch_size, plain_rows
+from versioning.statements import batch_size, plain_rows
 
 
 class Command(VersionedModelCommand):

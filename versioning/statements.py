@@ -1,0 +1,262 @@
+"""
+The statements the write engine sends: closing rows, matching the keys of a
+set-based write in batches, and building new versions inside the database
+from the rows they replace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, cast
+
+from django.db import connections, models
+from django.db.models import Case, F, Max, Q, Value, When
+from django.db.models.functions import Cast, Greatest
+
+from .context import who_and_why
+from .exceptions import HistoricalVersionError
+from .tracking import bookkeeping_attnames, is_expression, remember_loaded_values
+
+#: Rows handled per statement by the set-based writes; memory stays flat.
+BATCH_SIZE = 2000
+
+
+def plain_rows(model, using: str) -> models.QuerySet:
+    """Every row, through Django's own QuerySet: writes here are in place."""
+    return models.QuerySet(model=model, using=using)
+
+
+def identity_rows(instance, using: str) -> models.QuerySet:
+    return plain_rows(type(instance), using).filter(identity=instance.identity)
+
+
+def close_version(model, using: str, now, row) -> bool:
+    """
+    Close ``row`` if it is still current; return whether it was. The row is
+    matched by pk, identity, version and valid_from, so that a key left over
+    from a rolled-back transaction, reused for another row, is never closed.
+    The hot path of every save, so the statement is built once per model.
+    """
+    connection = connections[using]
+    meta = model._meta
+    matched_fields = [meta.pk, *(meta.get_field(name) for name in ROW_MATCH)]
+    sql = _close_version_sql.get((meta.label, connection.vendor))
+    if sql is None:
+        quote = connection.ops.quote_name
+        valid_to = quote(meta.get_field("valid_to").column)
+        matched = " AND ".join(f"{quote(f.column)} = %s" for f in matched_fields)
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {valid_to} = %s "
+            f"WHERE {matched} AND {valid_to} IS NULL"
+        )
+        _close_version_sql[(meta.label, connection.vendor)] = sql
+    params = [meta.get_field("valid_to").get_db_prep_save(now, connection)] + [
+        field.get_db_prep_save(getattr(row, field.attname), connection)
+        for field in matched_fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+_close_version_sql: dict[tuple[str, str], str] = {}
+
+
+#: With the pk, what names one stored row exactly: a key may be reused
+#: after a rollback, never together with these.
+ROW_MATCH = ("identity", "version", "valid_from")
+
+
+def row_match(obj) -> Q:
+    """The stored row ``obj`` was loaded from or written as, and no other."""
+    return Q(pk=obj.pk, **{name: getattr(obj, name) for name in ROW_MATCH})
+
+
+def close_rows(model, using: str, now, condition: Q) -> int:
+    """Close the matched rows that are still current; return how many were."""
+    return (
+        plain_rows(model, using)
+        .filter(condition, valid_to__isnull=True)
+        .update(valid_to=Greatest(F("valid_from"), Value(now)))
+    )
+
+
+def batch_size(using: str, requested: int | None = None) -> int:
+    """Rows per batch, within the backend's limit on query parameters."""
+    size = min(requested or BATCH_SIZE, BATCH_SIZE)
+    limit = connections[using].features.max_query_params
+    return min(size, limit - 50) if limit else size
+
+
+def matched_pk_batches(queryset, size: int) -> Iterator[list]:
+    """
+    The matched rows' keys, each once, a batch at a time in key order, so
+    that memory stays flat however many rows match. New versions get larger
+    keys than any row matched at the start, so they are never matched again.
+    A historical row among them is refused: history is never rewritten.
+    """
+    rows = queryset.order_by("pk").values_list("pk", "valid_to").distinct()
+    first = refuse_historical(queryset.model, rows[:size])
+    if len(first) < size:
+        yield first
+        return
+    model = queryset.model
+    if not isinstance(model._meta.pk, models.AutoField):
+        # Keys made in Python (UUIDs) are not ordered by age: take them all.
+        yield from chunked(refuse_historical(model, rows), size)
+        return
+    ceiling = plain_rows(model, queryset.db).aggregate(ceiling=Max("pk"))["ceiling"]
+    batch = first
+    while batch:
+        yield batch
+        if len(batch) < size:
+            return
+        batch = refuse_historical(
+            model, rows.filter(pk__gt=batch[-1], pk__lte=ceiling)[:size]
+        )
+
+
+def refuse_historical(model, rows) -> list:
+    pks = []
+    for pk, valid_to in rows:
+        if valid_to is not None:
+            raise HistoricalVersionError(
+                f"{model._meta.object_name} row {pk} is a historical version and "
+                "cannot be changed: history is never rewritten. Change current "
+                "versions only."
+            )
+        pks.append(pk)
+    return pks
+
+
+def chunked(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def per_object_assignments(model, using: str, batch, targets) -> dict:
+    """Case/When assignments giving each object its own values and who/why."""
+    connection = connections[using]
+    casting = connection.features.requires_casted_case_in_updates
+
+    def case(field, values):
+        statement = Case(
+            *(
+                When(
+                    pk=obj.pk,
+                    then=value if is_expression(value) else Value(value, field),
+                )
+                for obj, value in zip(batch, values, strict=True)
+            ),
+            output_field=field,
+        )
+        # PostgreSQL types a CASE of NULLs as text; Django casts too.
+        return Cast(statement, output_field=field) if casting else statement
+
+    assignments = {
+        field: case(field, [getattr(obj, field.attname) for obj in batch])
+        for field in targets
+    }
+    chosen = [who_and_why(obj) for obj in batch]
+    user_field = model._meta.get_field("changed_by")
+    reason_field = model._meta.get_field("change_reason")
+    assignments[user_field] = case(user_field.target_field, [c.user_id for c in chosen])
+    assignments[reason_field] = case(reason_field, [c.reason for c in chosen])
+    return assignments
+
+
+def adopt_new_versions(model, using: str, objs, targets) -> None:
+    """Make each Python object the new version, as save() does."""
+    by_identity = {obj.identity: obj for obj in objs}
+    # Values assigned as expressions are read back as the database computed them.
+    computed = [
+        f.attname
+        for f in targets
+        if any(is_expression(obj.__dict__.get(f.attname)) for obj in objs)
+    ]
+    generated = [f.attname for f in model._meta.concrete_fields if f.generated]
+    attnames = (*bookkeeping_attnames(model), *computed, *generated)
+    rows = (
+        plain_rows(model, using)
+        .filter(identity__in=list(by_identity), valid_to__isnull=True)
+        .values_list(*attnames)
+    )
+    identity_index = attnames.index("identity")
+    for values in rows:
+        obj = by_identity[values[identity_index]]
+        for attname, value in zip(attnames, values, strict=True):
+            obj.__dict__[attname] = value
+        if obj._state.fields_cache.get("changed_by") is not None:
+            if obj._state.fields_cache["changed_by"].pk != obj.changed_by_id:
+                del obj._state.fields_cache["changed_by"]
+        # Only the listed fields were written; other edits stay pending.
+        remember_loaded_values(obj, [*attnames, *(f.attname for f in targets)])
+
+
+def new_row_expressions(model, assignments: dict) -> dict[models.Field, Any]:
+    """What each column of a new version is, computed from the closed row."""
+    meta = model._meta
+    chosen = who_and_why()
+    fixed = {
+        "identity": F("identity"),
+        "version": F("version") + 1,
+        # The closed row's valid_to is exactly the new row's valid_from.
+        "valid_from": F("valid_to"),
+        "valid_to": Value(None, output_field=meta.get_field("valid_to")),
+        "changed_by": Value(
+            chosen.user_id, output_field=meta.get_field("changed_by").target_field
+        ),
+        "change_reason": Value(chosen.reason, output_field=models.TextField()),
+    }
+    expressions = {}
+    for field in meta.concrete_fields:
+        if field.primary_key or field.generated:
+            continue
+        if field in assignments:
+            value = assignments[field]
+            if not hasattr(value, "resolve_expression"):
+                if isinstance(value, models.Model):
+                    value = value.pk
+                value = Value(value, output_field=field)
+            expressions[field] = value
+        elif field.name in fixed:
+            expressions[field] = fixed[field.name]
+        elif getattr(field, "auto_now", False):
+            expressions[field] = Value(
+                field.pre_save(model(), add=False), output_field=field
+            )
+        else:
+            expressions[field] = F(field.attname)
+    return expressions
+
+
+def insert_new_versions(model, using: str, pks: list, assignments: dict) -> None:
+    expressions = new_row_expressions(model, assignments)
+    aliases = {f"versioning_new_{i}": e for i, e in enumerate(expressions.values())}
+    source = (
+        plain_rows(model, using)
+        .filter(pk__in=pks)
+        .annotate(**aliases)
+        .values_list(*aliases)
+    )
+    pk = model._meta.pk
+    if not isinstance(pk, models.AutoField):
+        # Keys made in Python (a UUID default) need the rows in Python.
+        objs = []
+        for values in source:
+            obj = model(
+                **{f.attname: v for f, v in zip(expressions, values, strict=True)}
+            )
+            obj.pk = pk.get_default()
+            objs.append(obj)
+        plain_rows(model, using).bulk_create(objs)
+        return
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    select_sql, params = source.query.get_compiler(using).as_sql()
+    columns = ", ".join(quote(cast(str, f.column)) for f in expressions)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {select_sql}",
+            params,
+        )
