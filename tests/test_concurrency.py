@@ -320,16 +320,6 @@ def stale_write(operation, mine):
         Example.objects.filter(identity=mine.identity).delete()
 
 
-CLOSE_WITHOUT_SAVEPOINT = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "library bug: delete() and QuerySet.delete() run their closing UPDATE "
-        "without a savepoint, so after the StaleVersionError the caller's "
-        "transaction is aborted (InternalError on its next query)"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "operation",
     [
@@ -337,8 +327,8 @@ CLOSE_WITHOUT_SAVEPOINT = pytest.mark.xfail(
         "bulk_update",
         "update",
         "restore",
-        pytest.param("delete", marks=CLOSE_WITHOUT_SAVEPOINT),
-        pytest.param("queryset delete", marks=CLOSE_WITHOUT_SAVEPOINT),
+        "delete",
+        "queryset delete",
     ],
 )
 def test_a_stale_write_in_the_callers_repeatable_read_transaction_keeps_it_usable(
@@ -486,19 +476,7 @@ def wait_until_waiting_for_a_lock(pid, done):
     "model, field",
     [
         (Example, "data"),
-        pytest.param(
-            Item,
-            "name",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "library bug: the losing restore's row also violates the "
-                    "model's own scoped unique constraint on name, which "
-                    "PostgreSQL reports instead of the version constraints, so "
-                    "a lost race leaks as IntegrityError"
-                ),
-            ),
-        ),
+        (Item, "name"),
     ],
     ids=["no data constraint", "scoped unique name"],
 )
@@ -763,14 +741,6 @@ def test_team_then_captain_and_captain_then_team_in_two_transactions(on_postgres
     print(f"two saves per transaction: {deadlocks} deadlock(s) in 5 rounds")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "library bug: a versioned referrer loaded before its target got a new "
-        "version is saved with the key it loaded, which now names the target's "
-        "closed row (the in-place re-point of its current row is lost)"
-    ),
-)
 def test_a_captain_saved_after_its_team_got_a_new_version_follows_it(on_postgres):
     """
     DESIGN.md section 6: a referrer written at the same moment as its

@@ -800,3 +800,41 @@ def test_a_rolled_back_delete_says_so_instead_of_calling_the_row_historical():
     closed.delete()
     with pytest.raises(HistoricalVersionError):
         closed.save()
+
+
+def test_a_versioned_referrer_loaded_before_its_target_moved_follows_it():
+    team = TeamFactory()
+    player = PlayerFactory(team=team)
+    loaded = Player.objects.get(pk=player.pk)
+    team.name = "renamed"
+    team.save()  # re-points the player's current row in place
+    loaded.name = "renamed too"
+    loaded.save()
+    assert loaded.team_id == team.pk
+    assert Player.objects.get(identity=player.identity).team_id == team.pk
+    # A key the caller changed is written as given.
+    other = TeamFactory()
+    loaded.team = other
+    loaded.save()
+    assert Player.objects.get(identity=player.identity).team_id == other.pk
+
+
+def test_bulk_update_reads_back_keys_re_pointed_in_place():
+    team = TeamFactory()
+    player = PlayerFactory(team=team)
+    loaded = Player.objects.get(pk=player.pk)
+    team.name = "renamed"
+    team.save()
+    loaded.name = "bulk"
+    Player.objects.bulk_update([loaded], ["name"])
+    assert loaded.team_id == team.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_in_autocommit_is_one_statement(django_assert_num_queries):
+    article = ArticleFactory()
+    with django_assert_num_queries(1):
+        article.delete()
+    other = ArticleFactory()
+    with django_assert_num_queries(1):
+        Article.objects.filter(pk=other.pk).delete()

@@ -2,4 +2,6 @@
 
 from .context import changes
 
-__all__ = ["changes"]
+__version__ = "0.2.0"
+
+__all__ = ["__version__", "changes"]

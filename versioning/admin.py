@@ -11,8 +11,6 @@ from django.db import router
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -28,10 +26,14 @@ from .admin_filters import (
     parse_as_of,
 )
 from .exceptions import StaleVersionError
+from .forms import (
+    LOADED_VERSION_FIELD,
+    REASON_FIELD,
+    VersionedModelForm,
+    versionedmodelform_factory,
+)
 from .models import Versioned, data_fields
 
-LOADED_VERSION_FIELD = "versioning_loaded_version"
-REASON_FIELD = "versioning_reason"
 HISTORY_PAGE_SIZE = 50
 
 
@@ -59,6 +61,7 @@ class VersionedAdmin(admin.ModelAdmin):
     change_list_template = "admin/versioning/change_list.html"
     object_history_template = "admin/versioning/object_history.html"
     delete_confirmation_template = "admin/versioning/delete_confirmation.html"
+    form = VersionedModelForm
 
     # URLs --------------------------------------------------------------------
 
@@ -156,7 +159,10 @@ class VersionedAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
-        return versioned_form(form, with_loaded_version=change)
+        if issubclass(form, VersionedModelForm):
+            return form
+        # A custom ``form`` that is a plain ModelForm keeps the conflict check.
+        return versionedmodelform_factory(self.model, form=form)
 
     def get_fields(self, request, obj=None):
         # The version and reason inputs are placed by the template.
@@ -194,9 +200,9 @@ class VersionedAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(self.url("change", current))
 
     def save_model(self, request, obj, form, change):
-        reason = form.cleaned_data.get(REASON_FIELD, "")
+        # The form's save(commit=False) has put its reason on obj.
         version_before = obj.version if change else None
-        with versioning.changes(user=request.user, reason=reason):
+        with versioning.changes(user=request.user):
             obj.save()
         if change and obj.version != version_before:
             self.message_user(
@@ -455,103 +461,6 @@ def restore_selected(modeladmin, request, queryset):
         _("Restored %(count)d object(s).") % {"count": restored},
         messages.SUCCESS,
     )
-
-
-def versioned_form(form_class, *, with_loaded_version: bool):
-    """The admin's form plus the loaded version (hidden) and a reason for the change."""
-    extra: dict[str, forms.Field] = {
-        REASON_FIELD: forms.CharField(
-            label=gettext_lazy("Reason for this change"),
-            required=False,
-            max_length=500,
-            help_text=gettext_lazy("Optional; shown in the object's history."),
-        )
-    }
-    if with_loaded_version:
-        extra[LOADED_VERSION_FIELD] = forms.IntegerField(
-            widget=forms.HiddenInput,
-            error_messages={
-                "required": gettext_lazy(
-                    "This form did not say which version it edits; reload the page."
-                ),
-                "invalid": gettext_lazy(
-                    "This form did not say which version it edits; reload the page."
-                ),
-            },
-        )
-
-    class VersionedForm(form_class):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if LOADED_VERSION_FIELD in self.fields and self.instance.pk is not None:
-                self.fields[LOADED_VERSION_FIELD].initial = self.instance.version
-
-        def clean(self):
-            cleaned = super().clean()
-            if LOADED_VERSION_FIELD in self.fields:
-                self.check_still_current(cleaned.get(LOADED_VERSION_FIELD))
-            return cleaned
-
-        def check_still_current(self, loaded_version):
-            instance = self.instance
-            if loaded_version is None:
-                return  # the field's own error says so
-            if loaded_version != instance.version:
-                raise forms.ValidationError(
-                    _(
-                        "This form was for version %(loaded)s, which is not the "
-                        "version at this address; nothing was saved. Reload the page."
-                    )
-                    % {"loaded": loaded_version},
-                    code="version_mismatch",
-                )
-            stored = (
-                type(instance)
-                .all_versions.select_for_update()
-                .filter(pk=instance.pk)
-                .values_list("valid_to", flat=True)
-                .first()
-            )
-            if instance.valid_to is None and stored is None:
-                return
-            current = instance.current_version()
-            if current is None:
-                raise forms.ValidationError(
-                    _(
-                        "“%(object)s” was deleted at %(when)s, after you opened it. "
-                        "Nothing was saved."
-                    )
-                    % {
-                        "object": instance,
-                        "when": date_format(
-                            timezone.localtime(stored or instance.valid_to),
-                            "DATETIME_FORMAT",
-                        ),
-                    },
-                    code="deleted",
-                )
-            raise forms.ValidationError(
-                _(
-                    "“%(object)s” was changed by %(who)s at %(when)s (now version "
-                    "%(version)s) after you opened it. Nothing was saved; your input "
-                    "is kept below. Open the current version and apply your changes "
-                    "again."
-                )
-                % {
-                    "object": current,
-                    "who": current.changed_by or _("someone"),
-                    "when": date_format(
-                        timezone.localtime(current.valid_from), "DATETIME_FORMAT"
-                    ),
-                    "version": current.version,
-                },
-                code="stale",
-            )
-
-    VersionedForm.base_fields = {**form_class.base_fields, **extra}
-    VersionedForm.declared_fields = {**form_class.declared_fields, **extra}
-    VersionedForm.__name__ = form_class.__name__
-    return VersionedForm
 
 
 def display_value(field, obj):

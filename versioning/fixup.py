@@ -6,6 +6,7 @@ copied so the new version has the same links while the old one keeps its own.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,6 +71,26 @@ def referring_fields(model, *, include_pinned=False) -> list[models.ForeignKey]:
             continue
         fields.append(field)
     return fields
+
+
+def followed_keys(model) -> tuple[models.ForeignKey, ...]:
+    """
+    ``model``'s own keys that the fixup re-points in place when their target
+    gets a new version: to a versioned model's primary key, not pinned.
+    """
+    return _followed_keys(model)
+
+
+@functools.cache
+def _followed_keys(model) -> tuple[models.ForeignKey, ...]:
+    return tuple(
+        field
+        for field in model._meta.concrete_fields
+        if field.many_to_one
+        and is_versioned(field.related_model)
+        and not isinstance(field, PinnedForeignKey)
+        and field.target_field is field.related_model._meta.pk
+    )
 
 
 def current_pk_of(model, old_pk_reference):

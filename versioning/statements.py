@@ -13,6 +13,7 @@ from django.db import connections, models
 from django.db.models import Case, F, Max, Q, Value, When
 from django.db.models.functions import Cast, Greatest
 
+from . import fixup
 from .context import who_and_why
 from .exceptions import HistoricalVersionError
 from .tracking import bookkeeping_attnames, is_expression, remember_loaded_values
@@ -30,16 +31,21 @@ def identity_rows(instance, using: str) -> models.QuerySet:
     return plain_rows(type(instance), using).filter(identity=instance.identity)
 
 
-def close_version(model, using: str, now, row) -> bool:
+def close_version(model, using: str, now, row) -> dict[str, Any] | None:
     """
-    Close ``row`` if it is still current; return whether it was. The row is
-    matched by pk, identity, version and valid_from, so that a key left over
-    from a rolled-back transaction, reused for another row, is never closed.
-    The hot path of every save, so the statement is built once per model.
+    Close ``row`` if it is still current. Returns None when it was not (the
+    write is stale), else the values its keys to versioned models hold now:
+    the related-field fixup may have re-pointed them in place since ``row``
+    was loaded. The row is matched by pk, identity, version and valid_from,
+    so that a key left over from a rolled-back transaction, reused for
+    another row, is never closed. The hot path of every save, so the
+    statement is built once per model.
     """
     connection = connections[using]
     meta = model._meta
     matched_fields = [meta.pk, *(meta.get_field(name) for name in ROW_MATCH)]
+    keys = fixup.followed_keys(model)
+    returning = bool(keys) and connection.features.can_return_columns_from_insert
     sql = _close_version_sql.get((meta.label, connection.vendor))
     if sql is None:
         quote = connection.ops.quote_name
@@ -49,6 +55,8 @@ def close_version(model, using: str, now, row) -> bool:
             f"UPDATE {quote(meta.db_table)} SET {valid_to} = %s "
             f"WHERE {matched} AND {valid_to} IS NULL"
         )
+        if returning:
+            sql += " RETURNING " + ", ".join(quote(f.column) for f in keys)
         _close_version_sql[(meta.label, connection.vendor)] = sql
     params = [meta.get_field("valid_to").get_db_prep_save(now, connection)] + [
         field.get_db_prep_save(getattr(row, field.attname), connection)
@@ -56,7 +64,22 @@ def close_version(model, using: str, now, row) -> bool:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount == 1
+        if returning:
+            closed = cursor.fetchall()
+            if len(closed) != 1:
+                return None
+            return {f.attname: value for f, value in zip(keys, closed[0], strict=True)}
+        if cursor.rowcount != 1:
+            return None
+    if not keys:
+        return {}
+    # A database that cannot return rows from an UPDATE reads them instead.
+    return (
+        plain_rows(model, using)
+        .filter(pk=row.pk)
+        .values(*[f.attname for f in keys])
+        .get()
+    )
 
 
 _close_version_sql: dict[tuple[str, str], str] = {}
@@ -174,8 +197,10 @@ def adopt_new_versions(model, using: str, objs, targets) -> None:
         for f in targets
         if any(is_expression(obj.__dict__.get(f.attname)) for obj in objs)
     ]
+    # So are generated columns, and keys the fixup re-pointed in place.
     generated = [f.attname for f in model._meta.concrete_fields if f.generated]
-    attnames = (*bookkeeping_attnames(model), *computed, *generated)
+    followed = [f.attname for f in fixup.followed_keys(model)]
+    attnames = (*bookkeeping_attnames(model), *computed, *generated, *followed)
     rows = (
         plain_rows(model, using)
         .filter(identity__in=list(by_identity), valid_to__isnull=True)

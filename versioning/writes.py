@@ -9,6 +9,7 @@ write from any other failure.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from django.core.exceptions import FieldDoesNotExist, FieldError
 from django.db import (
     IntegrityError,
     OperationalError,
+    connections,
     models,
     transaction,
 )
@@ -92,8 +94,10 @@ def save_version(instance, using: str) -> None:
     previous = closed_copy(instance, using, now)
     with restored_on_error([instance]), stale_on_conflict(model, instance):
         with transaction.atomic(using=using):
-            if not close_version(model, using, now, instance):
+            stored_keys = close_version(model, using, now, instance)
+            if stored_keys is None:
                 raise StaleVersionError(stale_message(instance))
+            follow_stored_keys(instance, stored_keys)
             resolve_expressions(instance, using)
             insert_version(
                 instance,
@@ -113,40 +117,61 @@ def restore_version(instance, using: str):
     """Make ``instance``'s data current again as a new version; return it."""
     model = type(instance)
     load_deferred_fields(instance, using)
-    with stale_on_conflict(model, instance), transaction.atomic(using=using):
-        latest = identity_rows(instance, using).select_for_update().latest("version")
-        if latest.valid_to is None and not versions_differ(instance, latest):
-            return latest
-        now = version_time(latest.valid_from, latest.valid_to)
-        if latest.valid_to is None:
-            if not close_version(model, using, now, latest):
-                raise StaleVersionError(stale_message(latest))
-            latest.valid_to = now
-        restored = model.from_db(
-            using,
-            [f.attname for f in model._meta.concrete_fields],
-            [getattr(latest, f.attname) for f in model._meta.concrete_fields],
-        )
-        for field in data_fields(model):
-            setattr(restored, field.attname, field.value_from_object(instance))
-        insert_version(
-            restored,
-            using,
-            now,
-            version=latest.version + 1,
-            pending=PendingVersion(latest.pk, instance.pk),
-            previous=latest,
-        )
+    latest = None
+    try:
+        with stale_on_conflict(model, instance), transaction.atomic(using=using):
+            rows = identity_rows(instance, using).select_for_update()
+            latest = rows.latest("version")
+            if latest.valid_to is None and not versions_differ(instance, latest):
+                return latest
+            restored = restore_after(latest, instance, using)
+    except IntegrityError as error:
+        # Restores of a deleted object wait on its latest row, not on the
+        # insert of a newer one: a version that appeared meanwhile means this
+        # restore lost the race, whichever constraint noticed first.
+        if latest is not None and newer_version_exists(latest, using):
+            raise StaleVersionError(stale_message(latest)) from error
+        raise
     remember_loaded_values(restored)
     transactions.remember_written_row(restored, transactions.commit_confirmation(using))
     return restored
 
 
+def restore_after(latest, instance, using: str):
+    """Insert ``instance``'s data as the version after ``latest``."""
+    model = type(instance)
+    now = version_time(latest.valid_from, latest.valid_to)
+    if latest.valid_to is None:
+        if close_version(model, using, now, latest) is None:
+            raise StaleVersionError(stale_message(latest))
+        latest.valid_to = now
+    restored = model.from_db(
+        using,
+        [f.attname for f in model._meta.concrete_fields],
+        [getattr(latest, f.attname) for f in model._meta.concrete_fields],
+    )
+    for field in data_fields(model):
+        setattr(restored, field.attname, field.value_from_object(instance))
+    insert_version(
+        restored,
+        using,
+        now,
+        version=latest.version + 1,
+        pending=PendingVersion(latest.pk, instance.pk),
+        previous=latest,
+    )
+    return restored
+
+
+def newer_version_exists(latest, using: str) -> bool:
+    return identity_rows(latest, using).filter(version__gt=latest.version).exists()
+
+
 def close_object(instance, using: str) -> None:
     """Close the current version (delete()): every row stays."""
     now = version_time(instance.valid_from)
-    with stale_on_conflict(type(instance), instance):
-        if not close_version(type(instance), using, now, instance):
+    with stale_on_conflict(type(instance), instance), savepoint(using):
+        if close_version(type(instance), using, now, instance) is None:
             raise StaleVersionError(stale_message(instance))
     instance.valid_to = now
     remember_loaded_values(instance, ["valid_to"])
@@ -227,7 +252,7 @@ def close_matched(queryset) -> int:
     """QuerySet.delete(): close every matched current row in one statement."""
     model = queryset.model
     matched = queryset.order_by().values("pk")
-    with stale_on_conflict(model):
+    with stale_on_conflict(model), savepoint(queryset.db):
         return close_rows(model, queryset.db, timezone.now(), Q(pk__in=matched))
 
 
@@ -259,6 +284,10 @@ def has_data_changes(instance, using: str) -> bool:
     )
 
 
+def followed_attnames(model) -> set[str]:
+    return {field.attname for field in fixup.followed_keys(model)}
+
+
 def versions_differ(one, other) -> bool:
     return any(
         values_differ(f, f.value_from_object(one), f.value_from_object(other))
@@ -273,6 +302,30 @@ def apply_who_and_why(instance) -> None:
     else:
         instance.changed_by_id = chosen.user_id
     instance.change_reason = chosen.reason
+
+
+def savepoint(using: str):
+    """
+    A savepoint inside the caller's transaction, so that a failed statement
+    leaves that transaction usable; nothing extra in autocommit, where one
+    statement is atomic by itself.
+    """
+    if connections[using].in_atomic_block:
+        return transaction.atomic(using=using)
+    return contextlib.nullcontext()
+
+
+def follow_stored_keys(instance, stored: dict[str, Any]) -> None:
+    """
+    Keys the caller did not change take the value the replaced row holds:
+    the fixup may have re-pointed it in place at a newer version of the
+    target since the instance was loaded.
+    """
+    loaded = loaded_values(instance)
+    for attname, value in stored.items():
+        if attname in loaded and instance.__dict__.get(attname) == loaded[attname]:
+            setattr(instance, attname, value)
+            loaded[attname] = value
 
 
 def resolve_expressions(instance, using: str) -> None:
@@ -363,6 +416,7 @@ def restored_on_error(instances) -> Iterator[None]:
                 attname: value
                 for attname, value in instance.__dict__.items()
                 if attname in bookkeeping_attnames(type(instance))
+                or attname in followed_attnames(type(instance))
                 or is_expression(value)
             },
             dict(instance._state.fields_cache),
