@@ -3,22 +3,33 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The demo needs the app and Django only; the gates and the suite need the
+# test, dev and bench extras too.
+DEMO_INSTALLED := $(VENV)/.installed-demo
 INSTALLED := $(VENV)/.installed
+PORT ?= 8000
 # CI sets PG_REQUIRED=--require so that a missing PostgreSQL fails instead of skipping.
 PG_REQUIRED ?=
 
 .PHONY: demo test lint typecheck migrations suite matrix bench bench-quick screenshots clean
 
-$(INSTALLED): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $(INSTALLED)
 
-demo: $(INSTALLED)
+$(DEMO_INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $(DEMO_INSTALLED)
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test,dev,bench]"
+	touch $(INSTALLED) $(DEMO_INSTALLED)
+
+# make demo PORT=8001 serves on another port.
+demo: $(DEMO_INSTALLED)
 	$(PY) manage.py migrate --no-input --verbosity 0
-	$(PY) manage.py load_demo
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py load_demo --port $(PORT)
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: lint typecheck migrations suite
 

@@ -47,7 +47,13 @@ class Versioned(models.Model):
     row are re-pointed at the new one.
     """
 
-    identity = models.UUIDField(_("identity"), default=uuid.uuid4, editable=False)
+    identity = models.UUIDField(
+        _("identity"),
+        default=uuid.uuid4,
+        # Rows that exist when a model becomes versioned each get their own.
+        db_default=schema.RandomUUID(),
+        editable=False,
+    )
     version = models.PositiveIntegerField(_("version"), default=1, editable=False)
     valid_from = models.DateTimeField(
         _("valid from"), default=timezone.now, editable=False

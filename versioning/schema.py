@@ -66,3 +66,29 @@ def version_constraint_columns(model) -> tuple[set[str], set[str]]:
     identity = model._meta.get_field("identity").column
     version = model._meta.get_field("version").column
     return ({identity}, {identity, version})
+
+
+class RandomUUID(models.Func):
+    """
+    A new random UUID for each row, made by the database: the default that
+    gives each row existing when a model becomes versioned its own identity.
+    """
+
+    output_field = models.UUIDField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        try:
+            return RANDOM_UUID_SQL[connection.vendor], []
+        except KeyError:
+            raise NotImplementedError(
+                f"versioning cannot make random UUIDs on {connection.vendor}."
+            ) from None
+
+
+#: Hexadecimal (SQLite, MySQL, Oracle store UUIDs as 32 characters) or uuid.
+RANDOM_UUID_SQL = {
+    "postgresql": "gen_random_uuid()",
+    "sqlite": "lower(hex(randomblob(16)))",
+    "mysql": "REPLACE(UUID(), '-', '')",
+    "oracle": "LOWER(RAWTOHEX(SYS_GUID()))",
+}

@@ -1,4 +1,4 @@
-"""The demo's models: the seed's two stories and a small catalog."""
+"""The demo's models: the versioned-rows recipe's two examples and a catalog."""
 
 from django.db import models
 

@@ -29,6 +29,11 @@ ADMIN_PASSWORD = "admin"
 class Command(BaseCommand):
     help = "Load the demo data (idempotent) and print the admin login."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--port", default="8000", help="The port the demo will be served on."
+        )
+
     def handle(self, *args, **options):
         if Product.all_versions.exists():
             self.stdout.write("Demo data already loaded; nothing changed.")
@@ -36,9 +41,9 @@ class Command(BaseCommand):
             with transaction.atomic():
                 self.load()
             self.stdout.write(self.style.SUCCESS("Demo data loaded."))
-        self.print_stories()
+        self.print_examples()
         self.stdout.write(
-            "\nAdmin: http://127.0.0.1:8000/admin/  "
+            f"\nAdmin: http://127.0.0.1:{options['port']}/admin/  "
             f"user {self.style.SUCCESS(ADMIN_USERNAME)}  "
             f"password {self.style.SUCCESS(ADMIN_PASSWORD)}\n"
         )
@@ -60,14 +65,14 @@ class Command(BaseCommand):
         alice = User.objects.create_user("alice", password="alice", is_staff=True)
         bob = User.objects.create_user("bob", password="bob", is_staff=True)
 
-        # Story 1: an edit inserts a new row.
-        with day(), versioning.changes(user=admin, reason="story 1"):
+        # The versioned-rows recipe, example 1: an edit inserts a new row.
+        with day(), versioning.changes(user=admin, reason="recipe example 1"):
             e1 = Example.objects.create(data="e1")
             e1.data = "e2"
             e1.save()
 
-        # Story 2: the parent follows its child to the new version.
-        with day(), versioning.changes(user=admin, reason="story 2"):
+        # Example 2: the parent follows its child to the new version.
+        with day(), versioning.changes(user=admin, reason="recipe example 2"):
             p1 = Parent.objects.create(name="p1", child=Child.objects.create(data="c1"))
             p1.child.data = "c2"
             p1.child.save()
@@ -97,13 +102,13 @@ class Command(BaseCommand):
         with day(), versioning.changes(user=alice, reason="discontinued"):
             stool.delete()
 
-    def print_stories(self):
+    def print_examples(self):
         rows = list(Example.all_versions.order_by("id").values_list("id", "data"))
-        self.stdout.write(f"Story 1: Example rows by id: {rows}")
+        self.stdout.write(f"Example 1: Example rows by id: {rows}")
         parent = Parent.objects.select_related("child").get(name="p1")
         children = list(Child.all_versions.order_by("id").values_list("id", "data"))
         self.stdout.write(
-            f"Story 2: Child rows by id: {children}; "
+            f"Example 2: Child rows by id: {children}; "
             f"parent.child_id = {parent.child_id}"
         )
         lamp = Product.objects.get(name="Desk lamp")
