@@ -28,7 +28,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Records the logged-in user as changed_by on every version written.
-    "versioning.context.VersioningMiddleware",
+    "versioning.middleware.VersioningMiddleware",
 ]
 
 ROOT_URLCONF = "demo_project.urls"

@@ -24,7 +24,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "versioning.context.VersioningMiddleware",
+    "versioning.middleware.VersioningMiddleware",
 ]
 
 ROOT_URLCONF = "tests.urls"

@@ -8,7 +8,7 @@ from django.test import RequestFactory
 import versioning
 from tests.factories import ExampleFactory, UserFactory
 from tests.testapp.models import Example
-from versioning.context import VersioningMiddleware
+from versioning.middleware import VersioningMiddleware
 
 pytestmark = pytest.mark.django_db
 

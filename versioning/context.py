@@ -1,14 +1,16 @@
-"""Who made a change and why: the changes() context manager and its middleware."""
+"""Who made a change and why: the changes() block, and the rule that decides."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .tracking import assigned_who_and_why, loaded_values
+
+__all__ = ["WhoAndWhy", "changes", "current_reason", "current_user", "who_and_why"]
 
 _UNSET: Any = object()
 
@@ -99,18 +101,3 @@ def who_and_why(instance=None) -> WhoAndWhy:
         None if keep_user else from_context.user,
         reason if keep_reason else from_context.reason,
     )
-
-
-class VersioningMiddleware:
-    """
-    Records the request's authenticated user as ``changed_by`` on every
-    version written while the request is handled. Place it after
-    ``AuthenticationMiddleware``.
-    """
-
-    def __init__(self, get_response: Callable) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: Any) -> Any:
-        with changes(user=lambda: getattr(request, "user", None)):
-            return self.get_response(request)

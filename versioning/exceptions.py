@@ -1,5 +1,7 @@
 """Errors raised by versioned models; all of them derive from VersioningError."""
 
+__all__ = ["HistoricalVersionError", "StaleVersionError", "VersioningError"]
+
 
 class VersioningError(Exception):
     """Base class for every error this app raises on purpose."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.db import models
 
+__all__ = ["PinnedForeignKey", "PinnedVersionChoiceField"]
+
 
 class PinnedVersionChoiceField(forms.ModelChoiceField):
     """Labels each choice with its version number, since the key pins one version."""

@@ -1,10 +1,16 @@
-"""Managers and querysets: current rows, all versions, as-of reads, set-based writes."""
+"""
+Managers and querysets of versioned models. Each queryset knows which rows it
+stands for (its scope): the current versions (``objects``), every row
+(``all_versions``), the versions current at a moment (``as_of()``), or every
+row for Django's own machinery (the base manager). The mixins let your own
+QuerySet and Manager classes keep their methods through all of them.
+"""
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -15,7 +21,18 @@ from . import context, statements, writes
 from .exceptions import HistoricalVersionError, VersioningError
 from .tracking import remember_loaded_values
 
+__all__ = [
+    "AllVersionsManager",
+    "CurrentManager",
+    "VersionedManagerMixin",
+    "VersionedQuerySet",
+    "VersionedQuerySetMixin",
+]
+
 Method = TypeVar("Method", bound=Callable[..., Any])
+
+#: The rows a queryset stands for.
+CURRENT, ALL, AS_OF, ROWS = "current", "all versions", "as of", "rows"
 
 
 def alters_data(method: Method) -> Method:
@@ -40,52 +57,49 @@ def as_of_filter(when: datetime.datetime) -> Q:
     return Q(valid_from__lte=when) & (Q(valid_to__gt=when) | Q(valid_to__isnull=True))
 
 
-class AllVersionsQuerySet(models.QuerySet):
-    """Every row, historical and current. Read-only: history is never rewritten."""
-
-    def as_of(self, when: datetime.datetime) -> AllVersionsQuerySet:
-        """The versions that were current at ``when``."""
-        return self.filter(as_of_filter(when))
-
-    @alters_data
-    def update(self, **kwargs):
-        raise HistoricalVersionError(
-            "all_versions querysets are read-only, so history cannot be "
-            "rewritten. Use Model.objects.filter(...).update(...) to version "
-            "current rows."
-        )
-
-    @alters_data
-    def delete(self):
-        raise HistoricalVersionError(
-            "all_versions querysets cannot delete: history is kept. Use "
-            "Model.objects.filter(...).delete() to close current rows, or "
-            "Model.all_versions.filter(...).purge() to erase every version of "
-            "the matched objects."
-        )
-
-    @alters_data
-    def purge(self) -> tuple[int, dict[str, int]]:
-        """
-        Really delete every version of every object matched (for erasure
-        requests). Referrers' on_delete is honoured as in a normal delete.
-        Returns Django's (count, {label: count}).
-        """
-        identities = list(self.order_by().values_list("identity", flat=True).distinct())
-        rows = statements.plain_rows(self.model, self.db)
-        return rows.filter(identity__in=identities).delete()
+if TYPE_CHECKING:
+    _QuerySetBase = models.QuerySet
+    _ManagerBase = models.Manager
+else:
+    _QuerySetBase = _ManagerBase = object
 
 
-class VersioningQuerySet(models.QuerySet):
-    """Writes make new versions of the matched current rows instead of overwriting."""
+class VersionedQuerySetMixin(_QuerySetBase):
+    """
+    What every versioned queryset does, for your own QuerySet classes:
+    ``as_of()``, and writes that make new versions instead of overwriting.
+    Querysets of history (``all_versions``, ``as_of()``) are read-only.
+    """
 
-    @alters_data
-    def delete(self):
-        """Close every matched row; returns Django's (count, {label: count})."""
-        if self.query.is_sliced:
-            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
-        closed = writes.close_matched(self)
-        return closed, {self.model._meta.label: closed} if closed else {}
+    versioning_scope = CURRENT
+
+    def _clone(self):
+        clone = super()._clone()
+        clone.versioning_scope = self.versioning_scope
+        return clone
+
+    def _with_scope(self, scope: str):
+        clone = self._clone()
+        clone.versioning_scope = scope
+        return clone
+
+    def as_of(self, when: datetime.datetime):
+        """The versions that were current at ``when`` (an aware datetime)."""
+        if self.versioning_scope == CURRENT:
+            raise VersioningError(
+                "Call as_of() on the manager, before filtering: "
+                f"{self.model.__name__}.objects.as_of(when).filter(...)."
+            )
+        return self._with_scope(AS_OF).filter(as_of_filter(when))
+
+    def _refuse_history_writes(self) -> None:
+        if self.versioning_scope in (ALL, AS_OF):
+            raise HistoricalVersionError(
+                f"{self.versioning_scope} querysets are read-only, so history "
+                "cannot be rewritten. Use Model.objects.filter(...) to change "
+                "current rows, or Model.all_versions.filter(...).purge() to "
+                "erase every version of the matched objects."
+            )
 
     @alters_data
     def update(self, **kwargs) -> int:
@@ -94,27 +108,48 @@ class VersioningQuerySet(models.QuerySet):
         or expressions such as F()), built inside the database. Returns the
         number of rows versioned. Like Django's update(), no signals are sent.
         """
+        self._refuse_history_writes()
         if self.query.is_sliced:
             raise TypeError("Cannot update a query once a slice has been taken.")
+        if self.versioning_scope == ROWS and all(
+            value is None and self.model._meta.get_field(name).many_to_one
+            for name, value in kwargs.items()
+        ):
+            # Django's on_delete=SET_NULL: the row these keys name is being
+            # deleted, and the database cannot keep a key to a missing row, so
+            # the key is cleared in place on every version, history included.
+            return models.QuerySet.update(self, **kwargs)
         return writes.update_versions(self, kwargs)
+
+    @alters_data
+    def delete(self):
+        """Close every matched row; returns Django's (count, {label: count})."""
+        self._refuse_history_writes()
+        if self.query.is_sliced:
+            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
+        if (
+            self.versioning_scope == ROWS
+            and self.filter(valid_to__isnull=False).exists()
+        ):
+            raise HistoricalVersionError(
+                "Historical versions cannot be deleted: history is kept. Close "
+                "current rows with Model.objects.filter(...).delete()."
+            )
+        closed = writes.close_matched(self)
+        return closed, {self.model._meta.label: closed} if closed else {}
 
     @alters_data
     def bulk_update(self, objs, fields, batch_size=None) -> int:
         """Save each object's ``fields`` as a new version, a batch at a time."""
+        self._refuse_history_writes()
         return writes.bulk_update_versions(self, objs, fields, batch_size)
-
-
-class CurrentQuerySet(VersioningQuerySet):
-    """Current versions; writes make new versions instead of overwriting rows."""
-
-    def as_of(self, when):
-        raise VersioningError(
-            "Call as_of() on the manager, before filtering: "
-            f"{self.model.__name__}.objects.as_of(when).filter(...)."
-        )
 
     def bulk_create(self, objs, batch_size=None, **kwargs):
         """Insert version 1 of each object, with fresh identities."""
+        if self.versioning_scope == ROWS:
+            # Django's own machinery (and fixtures) insert rows as they are.
+            return super().bulk_create(objs, batch_size=batch_size, **kwargs)
+        self._refuse_history_writes()
         if kwargs.get("update_conflicts"):
             raise VersioningError(
                 "bulk_create(update_conflicts=True) would overwrite rows in "
@@ -147,56 +182,65 @@ class CurrentQuerySet(VersioningQuerySet):
             remember_loaded_values(obj)
         return created
 
-
-class RowsQuerySet(VersioningQuerySet):
-    """
-    Every row, for Django's own machinery (the base manager: related objects,
-    refresh_from_db, reverse managers' add()). Its writes version current
-    rows and refuse historical ones, so Django never rewrites history.
-    """
-
     @alters_data
-    def update(self, **kwargs) -> int:
-        if kwargs and all(
-            value is None and self.model._meta.get_field(name).many_to_one
-            for name, value in kwargs.items()
-        ):
-            # Django's on_delete=SET_NULL: the row these keys name is being
-            # deleted, and the database cannot keep a key to a missing row, so
-            # the key is cleared in place on every version, history included.
-            return models.QuerySet.update(self, **kwargs)
-        return super().update(**kwargs)
-
-    @alters_data
-    def delete(self):
-        if self.filter(valid_to__isnull=False).exists():
-            raise HistoricalVersionError(
-                f"Historical {self.model._meta.verbose_name_plural} cannot be "
-                "deleted: history is kept. Close current rows with "
-                "Model.objects.filter(...).delete()."
-            )
-        return super().delete()
+    def purge(self) -> tuple[int, dict[str, int]]:
+        """
+        Really delete every version of every object matched (for erasure
+        requests). Referrers' on_delete is honoured as in a normal delete.
+        Returns Django's (count, {label: count}).
+        """
+        matched = self.order_by().values_list("identity", flat=True)
+        identities = list(matched.distinct())
+        rows = statements.plain_rows(self.model, self.db)
+        return rows.filter(identity__in=identities).delete()
 
 
-_CurrentManagerBase = models.Manager.from_queryset(CurrentQuerySet)
-_AllVersionsManagerBase = models.Manager.from_queryset(AllVersionsQuerySet)
-_RowsManagerBase = models.Manager.from_queryset(RowsQuerySet)
+class VersionedQuerySet(VersionedQuerySetMixin, models.QuerySet):
+    """The queryset of versioned models; subclass it for your own methods."""
 
 
-class CurrentManager(_CurrentManagerBase):
-    """The default manager: current versions only."""
+class VersionedManagerMixin(_ManagerBase):
+    """
+    Scopes a manager's querysets (current rows, all versions, Django's base
+    rows) and gives it ``as_of()``, for managers built on your own QuerySet:
+    ``CurrentManager.from_queryset(PageQuerySet)()``.
+    """
+
+    versioning_scope = CURRENT
 
     def get_queryset(self):
-        return super().get_queryset().filter(valid_to__isnull=True)
+        queryset = super().get_queryset()
+        queryset.versioning_scope = self.versioning_scope
+        if self.versioning_scope == CURRENT:
+            queryset = queryset.filter(valid_to__isnull=True)
+        return queryset
 
-    def as_of(self, when: datetime.datetime) -> AllVersionsQuerySet:
+    def as_of(self, when: datetime.datetime):
         """The versions that were current at ``when`` (an aware datetime)."""
-        return AllVersionsQuerySet(self.model, using=self._db).as_of(when)
+        queryset: Any = super().get_queryset()
+        queryset.versioning_scope = ALL
+        return queryset.as_of(when)
 
 
-class AllVersionsManager(_AllVersionsManagerBase):
-    """Every row, historical and current."""
+_VersionedManager = models.Manager.from_queryset(VersionedQuerySet)
 
 
-class RowsManager(_RowsManagerBase):
-    """The base manager of versioned models; see RowsQuerySet."""
+class CurrentManager(VersionedManagerMixin, _VersionedManager):
+    """The default manager: current versions only."""
+
+
+class AllVersionsManager(VersionedManagerMixin, _VersionedManager):
+    """Every row, historical and current; read-only."""
+
+    versioning_scope = ALL
+
+
+class RowsManager(VersionedManagerMixin, _VersionedManager):
+    """
+    The base manager of versioned models: every row, for Django's own
+    machinery (related objects, refresh_from_db, reverse managers' add()).
+    Its writes version current rows and refuse historical ones, so Django
+    never rewrites history.
+    """
+
+    versioning_scope = ROWS

@@ -16,9 +16,9 @@ from . import checks, fixup, schema, transactions, writes
 from .exceptions import HistoricalVersionError, StaleVersionError
 from .managers import (
     AllVersionsManager,
-    AllVersionsQuerySet,
     CurrentManager,
     RowsManager,
+    VersionedQuerySet,
     alters_data,
 )
 from .tracking import (
@@ -166,7 +166,7 @@ class Versioned(models.Model):
             )
         }
 
-    def _identity_versions(self) -> AllVersionsQuerySet:
+    def _identity_versions(self) -> VersionedQuerySet:
         return (
             type(self).all_versions.using(self._state.db).filter(identity=self.identity)
         )
@@ -276,7 +276,7 @@ class Versioned(models.Model):
 
     @alters_data
     def purge(self, *, using: str | None = None) -> tuple[int, dict[str, int]]:
-        """Really delete every version of this object; see AllVersionsQuerySet.purge."""
+        """Really delete every version of this object; see VersionedQuerySet.purge."""
         using = using or router.db_for_write(type(self), instance=self)
         return self._identity_versions().using(using).purge()
 

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models.functions import Length
 
 from versioning.fields import PinnedForeignKey
+from versioning.managers import AllVersionsManager, CurrentManager, VersionedQuerySet
 from versioning.models import Versioned
 
 
@@ -230,3 +231,21 @@ class Player(Versioned):
 
     def __str__(self):
         return self.name
+
+
+class PageQuerySet(VersionedQuerySet):
+    def published(self):
+        return self.filter(published=True)
+
+
+class Page(Versioned):
+    """A user's own queryset methods, through every manager and as_of()."""
+
+    title = models.CharField(max_length=100)
+    published = models.BooleanField(default=False)
+
+    objects = CurrentManager.from_queryset(PageQuerySet)()
+    all_versions = AllVersionsManager.from_queryset(PageQuerySet)()
+
+    def __str__(self):
+        return self.title
