@@ -1,4 +1,4 @@
-"""VersionedAdmin through the Django test client (DESIGN.md section 8)."""
+"""VersionedAdmin through the Django test client."""
 
 import datetime
 import re

@@ -1,7 +1,7 @@
 """
 Real concurrency on PostgreSQL: real threads, one database connection each.
 
-What DESIGN.md promises (section 5, "Writing", and section 6): two writes from
+What the app promises for writes and relations: two writes from
 the same loaded version never both succeed, at every isolation level; the
 loser gets StaleVersionError and has written nothing; no IntegrityError,
 deadlock or serialization failure leaks from save(), delete(), restore(),
@@ -743,7 +743,7 @@ def test_team_then_captain_and_captain_then_team_in_two_transactions(on_postgres
 
 def test_a_captain_saved_after_its_team_got_a_new_version_follows_it(on_postgres):
     """
-    DESIGN.md section 6: a referrer written at the same moment as its
+    A referrer written at the same moment as its
     versioned target's new version never ends up on a closed row: it follows
     the new version or its write is stale.
     """

@@ -1,4 +1,4 @@
-"""DESIGN.md section 7: who made a change and why."""
+"""Who made a change and why."""
 
 import pytest
 from django.contrib.auth.models import AnonymousUser

@@ -1,4 +1,4 @@
-"""DESIGN.md section 4: reading current rows, history and the past."""
+"""Reading current rows, history and the past."""
 
 import datetime
 

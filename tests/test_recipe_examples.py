@@ -1,9 +1,12 @@
-"""The two acceptance stories of DESIGN.md section 1, literally."""
+"""
+The two examples of SQLAlchemy's versioned-rows recipe, in Django terms,
+literally: an edit inserts a new row, and a parent follows its child.
+"""
 
 from tests.testapp.models import Child, Example, Parent
 
 
-def test_story_1_saving_a_change_inserts_a_new_row(db):
+def test_example_1_saving_a_change_inserts_a_new_row(db):
     e1 = Example.objects.create(data="e1")
     e1.data = "e2"
     e1.save()
@@ -14,7 +17,7 @@ def test_story_1_saving_a_change_inserts_a_new_row(db):
     assert rows[1][0] == rows[0][0] + 1
 
 
-def test_story_2_parent_follows_the_new_child_version(db):
+def test_example_2_parent_follows_the_new_child_version(db):
     p1 = Parent.objects.create(child=Child.objects.create(data="c1"))
     p1.child.data = "c2"
     p1.child.save()

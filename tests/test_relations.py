@@ -1,4 +1,4 @@
-"""DESIGN.md section 6: the related-field fixup."""
+"""The related-field fixup: referrers follow, pins stay, links are copied."""
 
 import pytest
 from django.db.models import Prefetch

@@ -1,4 +1,4 @@
-"""DESIGN.md section 3: the columns, and what the database itself guarantees."""
+"""The columns, and what the database itself guarantees."""
 
 import uuid
 

@@ -1,4 +1,4 @@
-"""DESIGN.md section 5: set-based writes version rows; history is never rewritten."""
+"""Set-based writes version rows; history is never rewritten."""
 
 import pytest
 from django.db.models import F

@@ -1,4 +1,4 @@
-"""DESIGN.md section 5: single-object writes."""
+"""Single-object writes."""
 
 import datetime
 from unittest import mock

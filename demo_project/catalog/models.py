@@ -7,7 +7,7 @@ from versioning.models import Versioned
 
 
 class Example(Versioned):
-    """Story 1: saving a change inserts a new row."""
+    """Recipe example 1: saving a change inserts a new row."""
 
     data = models.CharField(max_length=100)
 
@@ -16,7 +16,7 @@ class Example(Versioned):
 
 
 class Child(Versioned):
-    """Story 2: the parent follows the child to its new version."""
+    """Recipe example 2: the parent follows the child to its new version."""
 
     data = models.CharField(max_length=100)
 

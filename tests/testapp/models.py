@@ -12,7 +12,7 @@ from versioning.models import Versioned
 
 
 class Example(Versioned):
-    """The seed's first story."""
+    """The recipe's first example: an edit inserts a new row."""
 
     data = models.CharField(max_length=100)
 
