@@ -18,7 +18,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(DEMO_INSTALLED): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet .
 	touch $(DEMO_INSTALLED)
 
 $(INSTALLED): pyproject.toml | $(PY)
