@@ -16,6 +16,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "versioning",
     "tests.testapp",
+    # The demo's own pages (VersionedModelForm outside the admin) are tested too.
+    "demo_project.catalog",
 ]
 
 MIDDLEWARE = [

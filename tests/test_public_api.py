@@ -3,6 +3,7 @@
 import asyncio
 import datetime
 import importlib
+import threading
 from importlib.metadata import version
 
 import pytest
@@ -20,6 +21,7 @@ from versioning.middleware import VersioningMiddleware
 
 PUBLIC_MODULES = [
     "versioning",
+    "versioning.forms",
     "versioning.models",
     "versioning.managers",
     "versioning.fields",
@@ -85,7 +87,11 @@ def test_the_middleware_records_the_user_in_async_views():
 
     middleware = VersioningMiddleware(view)
     assert iscoroutinefunction(middleware)
-    asyncio.run(middleware(request))
+    # A loop of its own, in a thread of its own: the browser tests may leave
+    # one running in this thread.
+    worker = threading.Thread(target=asyncio.run, args=(middleware(request),))
+    worker.start()
+    worker.join()
     assert Example.objects.get(data="async").changed_by == user
 
 

@@ -838,3 +838,19 @@ def test_delete_in_autocommit_is_one_statement(django_assert_num_queries):
     other = ArticleFactory()
     with django_assert_num_queries(1):
         Article.objects.filter(pk=other.pk).delete()
+
+
+def test_a_stale_instance_is_not_a_duplicate_of_its_own_newer_version():
+    article = ArticleFactory(slug="mine")
+    stale = Article.objects.get(pk=article.pk)
+    article.title = "newer"
+    article.save()
+    stale.title = "from an old form"
+    stale.full_clean()  # the newer version of the same object is no clash
+    ArticleFactory(slug="theirs")
+    stale.slug = "theirs"
+    with pytest.raises(ValidationError) as raised:
+        stale.full_clean()
+    assert raised.value.message_dict == {
+        "slug": ["Article with this Slug already exists."]
+    }

@@ -7,7 +7,7 @@ class VersioningConfig(AppConfig):
     verbose_name = _("Versioning")
     default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self):
+    def ready(self) -> None:
         from django.apps import apps
         from django.db.models.signals import m2m_changed
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
@@ -17,7 +19,9 @@ SCOPED_HINT = (
 )
 
 
-def check_versioned_model(model, base) -> list[checks.CheckMessage]:
+def check_versioned_model(
+    model: type[models.Model], base: type[models.Model]
+) -> list[checks.CheckMessage]:
     if model._meta.abstract or model._meta.proxy:
         return []
     return [
@@ -30,7 +34,7 @@ def check_versioned_model(model, base) -> list[checks.CheckMessage]:
     ]
 
 
-def check_reserved_names(model, base):
+def check_reserved_names(model: Any, base: Any) -> list[checks.Error]:
     errors = []
     for name in sorted(BOOKKEEPING_FIELD_NAMES):
         ours = base._meta.get_field(name)
@@ -53,7 +57,7 @@ def check_reserved_names(model, base):
     return errors
 
 
-def check_primary_key(model):
+def check_primary_key(model: type[models.Model]) -> list[checks.Error]:
     pk = model._meta.pk
     if isinstance(pk, models.AutoField) or pk.has_default() or pk.has_db_default():
         return []
@@ -69,7 +73,7 @@ def check_primary_key(model):
     ]
 
 
-def check_inheritance(model):
+def check_inheritance(model: type[models.Model]) -> list[checks.Error]:
     if not model._meta.parents:
         return []
     return [
@@ -84,7 +88,7 @@ def check_inheritance(model):
     ]
 
 
-def check_uniqueness(model):
+def check_uniqueness(model: type[models.Model]) -> list[checks.Error]:
     label = model._meta.label
     errors = []
     for field in model._meta.local_fields:
@@ -137,7 +141,7 @@ def check_uniqueness(model):
     return errors
 
 
-def check_cascading_keys(model):
+def check_cascading_keys(model: Any) -> list[checks.Warning]:
     warnings = []
     for field in model._meta.local_fields:
         if field.many_to_one and field.remote_field.on_delete is models.CASCADE:
@@ -154,7 +158,7 @@ def check_cascading_keys(model):
     return warnings
 
 
-def check_default_manager(model):
+def check_default_manager(model: type[models.Model]) -> list[checks.Warning]:
     if isinstance(model._default_manager, CurrentManager):
         return []
     return [

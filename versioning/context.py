@@ -79,7 +79,7 @@ class WhoAndWhy:
     reason: str
 
 
-def who_and_why(instance=None) -> WhoAndWhy:
+def who_and_why(instance: Any = None) -> WhoAndWhy:
     """
     Who made the next version of ``instance`` and why: what was assigned on
     the instance (even a value equal to the previous version's), otherwise

@@ -20,6 +20,7 @@ from django.db.models.signals import pre_save
 from . import transactions
 from .fields import PinnedForeignKey
 from .tracking import LOADED_VALUES_ATTRIBUTE, is_versioned
+from .transactions import CommitConfirmation
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class LinkTable:
     column_field: Any  # the through table's ForeignKey to the versioned model
 
 
-def link_tables(model) -> list[LinkTable]:
+def link_tables(model: Any) -> list[LinkTable]:
     """Every many-to-many table that links rows of ``model``, both directions."""
     concrete = model._meta.concrete_model
     tables = []
@@ -50,7 +51,9 @@ def link_tables(model) -> list[LinkTable]:
     return tables
 
 
-def referring_fields(model, *, include_pinned=False) -> list[models.ForeignKey]:
+def referring_fields(
+    model: Any, *, include_pinned: bool = False
+) -> list[models.ForeignKey]:
     """
     Foreign keys and one-to-one fields, on any model, that follow ``model``'s
     objects from version to version: every key to its primary key except
@@ -73,7 +76,7 @@ def referring_fields(model, *, include_pinned=False) -> list[models.ForeignKey]:
     return fields
 
 
-def followed_keys(model) -> tuple[models.ForeignKey, ...]:
+def followed_keys(model: type[models.Model]) -> tuple[models.ForeignKey, ...]:
     """
     ``model``'s own keys that the fixup re-points in place when their target
     gets a new version: to a versioned model's primary key, not pinned.
@@ -82,7 +85,7 @@ def followed_keys(model) -> tuple[models.ForeignKey, ...]:
 
 
 @functools.cache
-def _followed_keys(model) -> tuple[models.ForeignKey, ...]:
+def _followed_keys(model: Any) -> tuple[models.ForeignKey, ...]:
     return tuple(
         field
         for field in model._meta.concrete_fields
@@ -93,16 +96,18 @@ def _followed_keys(model) -> tuple[models.ForeignKey, ...]:
     )
 
 
-def current_pk_of(model, old_pk_reference):
+def current_pk_of(model: type[models.Model], old_pk_reference: OuterRef) -> Subquery:
     """A subquery: the current row's pk for the object whose old row is referenced."""
-    rows = models.QuerySet(model=model)
+    rows: models.QuerySet = models.QuerySet(model=model)
     identity = rows.filter(pk=old_pk_reference).values("identity")[:1]
     return Subquery(
         rows.filter(valid_to__isnull=True, identity=Subquery(identity)).values("pk")[:1]
     )
 
 
-def repoint_referrers(model, using: str, old_pks: list) -> None:
+def repoint_referrers(
+    model: type[models.Model], using: str, old_pks: list[Any]
+) -> None:
     """
     Point every row that referred to one of ``old_pks`` at the current
     version of the same object. Versioned referrers are re-pointed in place,
@@ -119,7 +124,9 @@ def repoint_referrers(model, using: str, old_pks: list) -> None:
         )
 
 
-def follow_in_memory(instance, old_pk: Any, confirmation) -> None:
+def follow_in_memory(
+    instance: Any, old_pk: Any, confirmation: CommitConfirmation | None
+) -> None:
     """
     After ``instance`` became a new version (its row ``old_pk`` closed), move
     the referrers it holds in its relation caches, or that reached it through
@@ -136,7 +143,7 @@ def follow_in_memory(instance, old_pk: Any, confirmation) -> None:
             repoint_in_memory(referrer, field, old_pk, instance, confirmation)
 
 
-def release_pinned_referrers(instance, field) -> None:
+def release_pinned_referrers(instance: Any, field: models.ForeignKey) -> None:
     """
     A pinned referrer that cached this object must not see it turn into the
     new version: drop the cache, so it loads the version it is pinned to.
@@ -146,7 +153,9 @@ def release_pinned_referrers(instance, field) -> None:
             field.delete_cached_value(referrer)
 
 
-def cached_referrers(instance, relation) -> Iterable[models.Model]:
+def cached_referrers(
+    instance: Any, relation: models.ForeignObjectRel
+) -> Iterable[models.Model]:
     """Referrers of ``instance`` through ``relation`` that it holds in memory."""
     if relation.one_to_one:
         if relation.is_cached(instance):
@@ -160,7 +169,13 @@ def cached_referrers(instance, relation) -> Iterable[models.Model]:
         yield from queryset._result_cache or ()
 
 
-def repoint_in_memory(referrer, field, old_pk, target, confirmation) -> None:
+def repoint_in_memory(
+    referrer: Any,
+    field: models.ForeignKey,
+    old_pk: Any,
+    target: Any,
+    confirmation: CommitConfirmation | None,
+) -> None:
     if getattr(referrer, field.attname) != old_pk:
         return
     if is_versioned(type(referrer)) and referrer.valid_to is not None:
@@ -185,7 +200,7 @@ def copied_columns(link: LinkTable) -> list[str] | None:
     return [cast(str, f.column) for f in fields if f is not pk]
 
 
-def copy_links(model, using: str, from_pks: list) -> None:
+def copy_links(model: type[models.Model], using: str, from_pks: list[Any]) -> None:
     """
     Give the current version of each object whose row is in ``from_pks`` the
     many-to-many links of that row, in both directions.
@@ -197,7 +212,9 @@ def copy_links(model, using: str, from_pks: list) -> None:
             copy_links_in_database(model, link, using, from_pks)
 
 
-def copy_links_in_database(model, link: LinkTable, using: str, from_pks) -> None:
+def copy_links_in_database(
+    model: Any, link: LinkTable, using: str, from_pks: list[Any]
+) -> None:
     columns = cast(list[str], copied_columns(link))
     column = link.column_field.column
     connection = connections[using]
@@ -226,7 +243,9 @@ def copy_links_in_database(model, link: LinkTable, using: str, from_pks) -> None
         )
 
 
-def copy_links_in_python(model, link: LinkTable, using: str, from_pks) -> None:
+def copy_links_in_python(
+    model: type[models.Model], link: LinkTable, using: str, from_pks: list[Any]
+) -> None:
     # A link table whose key is not generated by the database (a UUID key,
     # say) needs its new keys made in Python.
     new_pks = dict(
@@ -262,13 +281,15 @@ REFERRERS_ATTRIBUTE = "_versioning_referrers"
 class FollowingForwardDescriptor(ForwardManyToOneDescriptor):
     """A foreign key's descriptor that tells the versioned target who holds it."""
 
-    def __get__(self, instance, cls=None):
+    def __get__(
+        self, instance: models.Model | None, cls: type[models.Model] | None = None
+    ) -> models.Model | ForwardManyToOneDescriptor[Any] | None:
         target = super().__get__(instance, cls)
         if instance is not None and target is not None:
             remember_referrer(target, instance, self.field)
         return target
 
-    def __set__(self, instance, value):
+    def __set__(self, instance: models.Model, value: models.Model | None) -> None:
         super().__set__(instance, value)
         if value is not None:
             remember_referrer(value, instance, self.field)
@@ -277,12 +298,14 @@ class FollowingForwardDescriptor(ForwardManyToOneDescriptor):
             )
 
 
-def remember_referrer(target, referrer, field) -> None:
+def remember_referrer(
+    target: Any, referrer: models.Model, field: models.ForeignKey
+) -> None:
     referrers = target.__dict__.setdefault(REFERRERS_ATTRIBUTE, {})
     referrers[(id(referrer), field.name)] = (weakref.ref(referrer), field)
 
 
-def remembered_referrers(target, field) -> list[models.Model]:
+def remembered_referrers(target: Any, field: models.ForeignKey) -> list[models.Model]:
     found = []
     remembered = target.__dict__.get(REFERRERS_ATTRIBUTE, {})
     for reference, remembered_field in remembered.values():
@@ -292,7 +315,7 @@ def remembered_referrers(target, field) -> list[models.Model]:
     return found
 
 
-def follow_versioned_targets(model) -> None:
+def follow_versioned_targets(model: type[models.Model]) -> None:
     """
     Give each key to a versioned model (pinned too) a remembering descriptor,
     and check keys followed inside a transaction before the model is saved.

@@ -143,25 +143,26 @@ class VersionedModelForm(forms.ModelForm):
         instance = self.instance
         latest = (
             type(instance)
-            .all_versions.using(router.db_for_read(type(instance), instance=instance))
+            .all_versions.using(router.db_for_write(type(instance), instance=instance))
             .filter(identity=instance.identity)
             .select_related("changed_by")
             .order_by("-version")
             .first()
         )
-        if latest is None or latest.valid_to is not None:
-            when = latest.valid_to if latest is not None else None
+        if latest is None:  # purged meanwhile
+            return ValidationError(
+                _("“%(object)s” was deleted after you opened it. Nothing was saved."),
+                code="deleted",
+                params={"object": instance},
+            )
+        if latest.valid_to is not None:
             return ValidationError(
                 _(
                     "“%(object)s” was deleted at %(when)s, after you opened it. "
                     "Nothing was saved."
-                )
-                if when is not None
-                else _(
-                    "“%(object)s” was deleted after you opened it. Nothing was saved."
                 ),
                 code="deleted",
-                params={"object": latest or instance, "when": _display_time(when)},
+                params={"object": latest, "when": _display_time(latest.valid_to)},
             )
         if latest.pk == instance.pk and latest.version == loaded_version:
             # A save that lost a race leaving no newer version (a deadlock).
@@ -189,7 +190,7 @@ class VersionedModelForm(forms.ModelForm):
             },
         )
 
-    def save(self, commit: bool = True) -> Any:
+    def save(self, commit: bool = True) -> Versioned:
         """
         Save as ModelForm does, recording the reason as ``change_reason``. A
         save that finds the object changed meanwhile writes nothing, adds the
@@ -236,9 +237,7 @@ def versionedmodelform_factory(
     )
 
 
-def _display_time(moment: datetime.datetime | None) -> str:
-    if moment is None:
-        return ""
+def _display_time(moment: datetime.datetime) -> str:
     if timezone.is_aware(moment):
         moment = timezone.localtime(moment)
     return date_format(moment, "DATETIME_FORMAT")

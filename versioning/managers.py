@@ -9,8 +9,8 @@ QuerySet and Manager classes keep their methods through all of them.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -73,17 +73,17 @@ class VersionedQuerySetMixin(_QuerySetBase):
 
     versioning_scope = CURRENT
 
-    def _clone(self):
-        clone = super()._clone()
+    def _clone(self) -> Self:
+        clone = super()._clone()  # type: ignore[misc]  # not in django-stubs
         clone.versioning_scope = self.versioning_scope
         return clone
 
-    def _with_scope(self, scope: str):
+    def _with_scope(self, scope: str) -> Self:
         clone = self._clone()
         clone.versioning_scope = scope
         return clone
 
-    def as_of(self, when: datetime.datetime):
+    def as_of(self, when: datetime.datetime) -> Self:
         """The versions that were current at ``when`` (an aware datetime)."""
         if self.versioning_scope == CURRENT:
             raise VersioningError(
@@ -102,7 +102,7 @@ class VersionedQuerySetMixin(_QuerySetBase):
             )
 
     @alters_data
-    def update(self, **kwargs) -> int:
+    def update(self, **kwargs: Any) -> int:
         """
         Give every matched row a new version with ``kwargs`` applied (values
         or expressions such as F()), built inside the database. Returns the
@@ -122,7 +122,7 @@ class VersionedQuerySetMixin(_QuerySetBase):
         return writes.update_versions(self, kwargs)
 
     @alters_data
-    def delete(self):
+    def delete(self) -> tuple[int, dict[str, int]]:
         """Close every matched row; returns Django's (count, {label: count})."""
         self._refuse_history_writes()
         if self.query.is_sliced:
@@ -139,12 +139,16 @@ class VersionedQuerySetMixin(_QuerySetBase):
         return closed, {self.model._meta.label: closed} if closed else {}
 
     @alters_data
-    def bulk_update(self, objs, fields, batch_size=None) -> int:
+    def bulk_update(
+        self, objs: Iterable[Any], fields: Iterable[str], batch_size: int | None = None
+    ) -> int:
         """Save each object's ``fields`` as a new version, a batch at a time."""
         self._refuse_history_writes()
         return writes.bulk_update_versions(self, objs, fields, batch_size)
 
-    def bulk_create(self, objs, batch_size=None, **kwargs):
+    def bulk_create(  # type: ignore[override]  # options by keyword only
+        self, objs: Iterable[Any], batch_size: int | None = None, **kwargs: Any
+    ) -> list[Any]:
         """Insert version 1 of each object, with fresh identities."""
         if self.versioning_scope == ROWS:
             # Django's own machinery (and fixtures) insert rows as they are.
@@ -208,14 +212,14 @@ class VersionedManagerMixin(_ManagerBase):
 
     versioning_scope = CURRENT
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
+    def get_queryset(self) -> VersionedQuerySetMixin:
+        queryset: Any = super().get_queryset()
         queryset.versioning_scope = self.versioning_scope
         if self.versioning_scope == CURRENT:
             queryset = queryset.filter(valid_to__isnull=True)
         return queryset
 
-    def as_of(self, when: datetime.datetime):
+    def as_of(self, when: datetime.datetime) -> VersionedQuerySetMixin:
         """The versions that were current at ``when`` (an aware datetime)."""
         queryset: Any = super().get_queryset()
         queryset.versioning_scope = ALL

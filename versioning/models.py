@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, Self
 
 from django.conf import settings
+from django.core.checks import CheckMessage
 from django.core.exceptions import ValidationError
 from django.db import models, router
 from django.db.models.signals import class_prepared, pre_save
@@ -85,7 +87,7 @@ class Versioned(models.Model):
     class Meta:
         abstract = True
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # Weak references to in-memory referrers belong to this process only.
         state = super().__getstate__()
         state.pop(fixup.REFERRERS_ATTRIBUTE, None)
@@ -97,14 +99,25 @@ class Versioned(models.Model):
     # Loading ----------------------------------------------------------------
 
     @classmethod
-    def from_db(cls, db, field_names, values, **kwargs):
+    def from_db(
+        cls,
+        db: str | None,
+        field_names: Collection[str],
+        values: Collection[Any],
+        **kwargs: Any,
+    ) -> Self:
         instance = super().from_db(db, field_names, values, **kwargs)
         loaded = dict(zip(field_names, values, strict=True))
         copy_mutable_values(cls, loaded)
         instance.__dict__[LOADED_VALUES_ATTRIBUTE] = loaded
         return instance
 
-    def refresh_from_db(self, using=None, fields=None, from_queryset=None):
+    def refresh_from_db(
+        self,
+        using: str | None = None,
+        fields: Iterable[str] | None = None,
+        from_queryset: models.QuerySet[Self] | None = None,
+    ) -> None:
         written = transactions.unconfirmed_row(self)
         if written is not None and written.rolled_back:
             # Its key may belong to another row by now: never load that.
@@ -174,7 +187,7 @@ class Versioned(models.Model):
     # Writing: the rules live in versioning.writes ----------------------------
 
     @alters_data
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if args:
             raise TypeError(
                 "Versioned.save() takes its options as keyword arguments, "
@@ -185,7 +198,8 @@ class Versioned(models.Model):
             # As Django: nothing to save, or names that are not fields.
             if not update_fields:
                 return
-            unknown = set(update_fields) - self._meta._non_pk_concrete_field_names
+            # (Options._non_pk_concrete_field_names is not in django-stubs.)
+            unknown = set(update_fields) - self._meta._non_pk_concrete_field_names  # type: ignore[attr-defined]
             if unknown:
                 raise ValueError(
                     "The following fields do not exist in this model, are m2m "
@@ -215,8 +229,9 @@ class Versioned(models.Model):
         # An explicit pk must never update an existing row in place.
         super().save(**options, using=using, force_insert=True)
 
-    def _save_table(self, *args, **kwargs):
-        updated = super()._save_table(*args, **kwargs)
+    def _save_table(self, *args: Any, **kwargs: Any) -> bool:
+        # _save_table and _do_insert: Django internals django-stubs does not declare.
+        updated = super()._save_table(*args, **kwargs)  # type: ignore[misc]
         pending = self._pending_version
         if pending is None:
             return updated
@@ -226,17 +241,30 @@ class Versioned(models.Model):
         # point of view: post_save gets created=False.
         return True
 
-    def _do_insert(self, manager, using, fields, returning_fields, raw):
+    def _do_insert(
+        self,
+        manager: models.Manager[Any],
+        using: str,
+        fields: Sequence[models.Field],
+        returning_fields: Sequence[models.Field],
+        raw: bool,
+    ) -> Any:
         if self._pending_version is None:
-            return super()._do_insert(manager, using, fields, returning_fields, raw)
+            return super()._do_insert(  # type: ignore[misc]
+                manager, using, fields, returning_fields, raw
+            )
         # A new version keeps auto_now_add values (the object's creation);
         # every other field's pre_save (auto_now included) runs as on update.
         for field in fields:
             setattr(self, field.attname, field.pre_save(self, False))
-        return super()._do_insert(manager, using, fields, returning_fields, True)
+        return super()._do_insert(  # type: ignore[misc]
+            manager, using, fields, returning_fields, True
+        )
 
     @alters_data
-    def delete(self, using=None, keep_parents=False):
+    def delete(
+        self, using: str | None = None, keep_parents: bool = False
+    ) -> tuple[int, dict[str, int]]:
         """Close the current version; every row stays, history() keeps working."""
         if self._state.adding or self.pk is None:
             raise ValueError(
@@ -282,7 +310,7 @@ class Versioned(models.Model):
 
     # Validation and checks ---------------------------------------------------
 
-    def validate_constraints(self, exclude=None):
+    def validate_constraints(self, exclude: Any = None) -> None:
         # valid_to is never a form field, so stock Django would skip every
         # constraint scoped to current rows; those must still be checked, and
         # a scoped unique constraint reported as Django reports unique=True.
@@ -290,16 +318,19 @@ class Versioned(models.Model):
             exclude = set(exclude) - {"valid_to"}
         using = router.db_for_write(type(self), instance=self)
         errors: dict[str, list] = {}
+        constraint: Any  # read as a UniqueConstraint (.fields) on a unique error
         for model_class, constraints in self.get_constraints():
             for constraint in constraints:
                 try:
-                    constraint.validate(model_class, self, exclude=exclude, using=using)
-                except ValidationError as raised:
-                    error = raised
                     if is_scoped_unique(constraint):
-                        error = self.unique_error_message(
-                            model_class, constraint.fields
+                        self._validate_scoped_unique(
+                            model_class, constraint, exclude, using
                         )
+                    else:
+                        constraint.validate(
+                            model_class, self, exclude=exclude, using=using
+                        )
+                except ValidationError as error:
                     if (
                         getattr(error, "code", None) == "unique"
                         and len(constraint.fields) == 1
@@ -310,8 +341,28 @@ class Versioned(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _validate_scoped_unique(
+        self, model_class: Any, constraint: Any, exclude: Any, using: str
+    ) -> None:
+        """
+        A unique constraint scoped to current rows, checked against the
+        current rows of other objects (never against this object's own newer
+        version) and reported as Django reports unique=True.
+        """
+        if exclude and set(constraint.fields) & set(exclude):
+            return
+        lookup = {}
+        for name in constraint.fields:
+            value = getattr(self, model_class._meta.get_field(name).attname)
+            if value is None:
+                return  # NULLs never collide
+            lookup[name] = value
+        others = model_class._default_manager.using(using).filter(**lookup)
+        if others.exclude(identity=self.identity).exists():
+            raise self.unique_error_message(model_class, constraint.fields)
+
     @classmethod
-    def check(cls, **kwargs):
+    def check(cls, **kwargs: Any) -> list[CheckMessage]:
         return [*super().check(**kwargs), *checks.check_versioned_model(cls, Versioned)]
 
 
@@ -319,24 +370,27 @@ class Versioned(models.Model):
 CURRENT_ROWS = models.Q(valid_to__isnull=True)
 
 
-def is_scoped_unique(constraint) -> bool:
+def is_scoped_unique(constraint: models.BaseConstraint) -> bool:
     """A unique constraint on fields, scoped to current rows, with Django's message."""
     return (
         isinstance(constraint, models.UniqueConstraint)
         and bool(constraint.fields)
+        and not constraint.expressions
         and constraint.condition == CURRENT_ROWS
         and constraint.violation_error_message
         == constraint.default_violation_error_message
     )
 
 
-def clear_primary_key_for_new_version(sender, instance, raw=False, **kwargs):
+def clear_primary_key_for_new_version(
+    sender: type[models.Model], instance: Any, raw: bool = False, **kwargs: Any
+) -> None:
     """Make Django insert a new row for a new version instead of updating."""
     if not raw and instance._pending_version is not None:
         instance.pk = None
 
 
-def prepare_versioned_model(sender, **kwargs):
+def prepare_versioned_model(sender: type[models.Model], **kwargs: Any) -> None:
     if not issubclass(sender, Versioned) or sender._meta.abstract:
         return
     schema.add_version_constraints(sender)

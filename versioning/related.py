@@ -6,6 +6,7 @@ database and in memory, instead of rewriting their rows in place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import router
@@ -18,7 +19,7 @@ from .tracking import bookkeeping_attnames, is_versioned, remember_loaded_values
 
 class VersionedReverseManyToOneDescriptor(ReverseManyToOneDescriptor):
     @cached_property
-    def related_manager_cls(self):
+    def related_manager_cls(self) -> type[Any]:
         manager_cls = super().related_manager_cls
         methods: dict[str, Any] = {"add": add}
         if hasattr(manager_cls, "remove"):  # only for nullable keys
@@ -26,7 +27,7 @@ class VersionedReverseManyToOneDescriptor(ReverseManyToOneDescriptor):
         return type(f"Versioned{manager_cls.__name__}", (manager_cls,), methods)
 
 
-def add(self, *objs, bulk=True):
+def add(self: Any, *objs: Any, bulk: bool = True) -> None:
     if not bulk:
         return super(type(self), self).add(*objs, bulk=False)
     self._check_fk_val()
@@ -45,7 +46,7 @@ def add(self, *objs, bulk=True):
 add.alters_data = True  # type: ignore[attr-defined]
 
 
-def remove(self, *objs, bulk=True):
+def remove(self: Any, *objs: Any, bulk: bool = True) -> None:
     if not bulk or not objs:
         return super(type(self), self).remove(*objs, bulk=bulk)
     self._check_fk_val()
@@ -63,14 +64,14 @@ def remove(self, *objs, bulk=True):
 remove.alters_data = True  # type: ignore[attr-defined]
 
 
-def check_instance(manager, obj) -> None:
+def check_instance(manager: Any, obj: Any) -> None:
     if not isinstance(obj, manager.model):
         raise TypeError(
             f"'{manager.model._meta.object_name}' instance expected, got {obj!r}"
         )
 
 
-def write_key(manager, db: str, objs, target) -> None:
+def write_key(manager: Any, db: str, objs: Iterable[Any], target: Any) -> None:
     """Set the key on each object and write it as a new version (bulk_update)."""
     if target is not None and getattr(target, "valid_to", None) is not None:
         raise HistoricalVersionError(
@@ -94,7 +95,7 @@ def write_key(manager, db: str, objs, target) -> None:
             remember_loaded_values(twin, attnames)
 
 
-def version_reverse_managers(model) -> None:
+def version_reverse_managers(model: Any) -> None:
     """Give each reverse foreign key of ``model`` from a versioned model our manager."""
     for relation in model._meta.related_objects:
         if not relation.one_to_many or not is_versioned(relation.related_model):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler
 
-def constraint_name(model, suffix: str) -> str:
+
+def constraint_name(model: type[models.Model], suffix: str) -> str:
     # Index names are limited to 30 characters (models.E034); a digest of the
     # table name keeps them unique across models.
     table = model._meta.db_table
@@ -15,7 +20,7 @@ def constraint_name(model, suffix: str) -> str:
     return f"{table[: 30 - len(suffix) - 8]}_{digest}_{suffix}"
 
 
-def version_constraints(model) -> list[models.BaseConstraint]:
+def version_constraints(model: type[models.Model]) -> list[models.BaseConstraint]:
     return [
         # The database itself guarantees at most one current row per object.
         models.UniqueConstraint(
@@ -30,7 +35,7 @@ def version_constraints(model) -> list[models.BaseConstraint]:
     ]
 
 
-def version_indexes(model) -> list[models.Index]:
+def version_indexes(model: type[models.Model]) -> list[models.Index]:
     return [
         models.Index(
             fields=["valid_from", "valid_to"], name=constraint_name(model, "asof")
@@ -38,7 +43,7 @@ def version_indexes(model) -> list[models.Index]:
     ]
 
 
-def add_version_constraints(model) -> None:
+def add_version_constraints(model: type[models.Model]) -> None:
     """Add the version constraints and indexes unless the model's Meta has them."""
     meta = model._meta
     if meta.proxy:
@@ -55,13 +60,13 @@ def add_version_constraints(model) -> None:
     meta.original_attrs["indexes"] = meta.indexes
 
 
-def version_constraint_names(model) -> frozenset[str]:
+def version_constraint_names(model: type[models.Model]) -> frozenset[str]:
     return frozenset(
         {constraint_name(model, "current"), constraint_name(model, "version")}
     )
 
 
-def version_constraint_columns(model) -> tuple[set[str], set[str]]:
+def version_constraint_columns(model: Any) -> tuple[set[str], set[str]]:
     """The columns SQLite names when one of the version constraints fails."""
     identity = model._meta.get_field("identity").column
     version = model._meta.get_field("version").column
@@ -76,7 +81,14 @@ class RandomUUID(models.Func):
 
     output_field = models.UUIDField()
 
-    def as_sql(self, compiler, connection, **extra_context):
+    # Narrower than the stubs' Func.as_sql: no function/template arguments,
+    # and the params come back as a list, as Django's own backends return them.
+    def as_sql(  # type: ignore[override]
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        **extra_context: Any,
+    ) -> tuple[str, list[Any]]:
         try:
             return RANDOM_UUID_SQL[connection.vendor], []
         except KeyError:

@@ -6,7 +6,8 @@ from the rows they replace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 from django.db import connections, models
@@ -22,16 +23,18 @@ from .tracking import bookkeeping_attnames, is_expression, remember_loaded_value
 BATCH_SIZE = 2000
 
 
-def plain_rows(model, using: str) -> models.QuerySet:
+def plain_rows(model: type[models.Model], using: str) -> models.QuerySet:
     """Every row, through Django's own QuerySet: writes here are in place."""
     return models.QuerySet(model=model, using=using)
 
 
-def identity_rows(instance, using: str) -> models.QuerySet:
+def identity_rows(instance: Any, using: str) -> models.QuerySet:
     return plain_rows(type(instance), using).filter(identity=instance.identity)
 
 
-def close_version(model, using: str, now, row) -> dict[str, Any] | None:
+def close_version(
+    model: Any, using: str, now: datetime.datetime, row: Any
+) -> dict[str, Any] | None:
     """
     Close ``row`` if it is still current. Returns None when it was not (the
     write is stale), else the values its keys to versioned models hold now:
@@ -90,12 +93,14 @@ _close_version_sql: dict[tuple[str, str], str] = {}
 ROW_MATCH = ("identity", "version", "valid_from")
 
 
-def row_match(obj) -> Q:
+def row_match(obj: Any) -> Q:
     """The stored row ``obj`` was loaded from or written as, and no other."""
     return Q(pk=obj.pk, **{name: getattr(obj, name) for name in ROW_MATCH})
 
 
-def close_rows(model, using: str, now, condition: Q) -> int:
+def close_rows(
+    model: type[models.Model], using: str, now: datetime.datetime, condition: Q
+) -> int:
     """Close the matched rows that are still current; return how many were."""
     return (
         plain_rows(model, using)
@@ -111,7 +116,7 @@ def batch_size(using: str, requested: int | None = None) -> int:
     return min(size, limit - 50) if limit else size
 
 
-def matched_pk_batches(queryset, size: int) -> Iterator[list]:
+def matched_pk_batches(queryset: models.QuerySet[Any], size: int) -> Iterator[list]:
     """
     The matched rows' keys, each once, a batch at a time in key order, so
     that memory stays flat however many rows match. New versions get larger
@@ -139,7 +144,9 @@ def matched_pk_batches(queryset, size: int) -> Iterator[list]:
         )
 
 
-def refuse_historical(model, rows) -> list:
+def refuse_historical(
+    model: type[models.Model], rows: Iterable[tuple[Any, Any]]
+) -> list:
     pks = []
     for pk, valid_to in rows:
         if valid_to is not None:
@@ -157,12 +164,17 @@ def chunked(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def per_object_assignments(model, using: str, batch, targets) -> dict:
+def per_object_assignments(
+    model: Any,
+    using: str,
+    batch: list[Any],
+    targets: list[models.Field],
+) -> dict[models.Field, Any]:
     """Case/When assignments giving each object its own values and who/why."""
     connection = connections[using]
     casting = connection.features.requires_casted_case_in_updates
 
-    def case(field, values):
+    def case(field: models.Field, values: list[Any]) -> Case | Cast:
         statement = Case(
             *(
                 When(
@@ -188,7 +200,12 @@ def per_object_assignments(model, using: str, batch, targets) -> dict:
     return assignments
 
 
-def adopt_new_versions(model, using: str, objs, targets) -> None:
+def adopt_new_versions(
+    model: type[models.Model],
+    using: str,
+    objs: list[Any],
+    targets: list[models.Field],
+) -> None:
     """Make each Python object the new version, as save() does."""
     by_identity = {obj.identity: obj for obj in objs}
     # Values assigned as expressions are read back as the database computed them.
@@ -218,7 +235,9 @@ def adopt_new_versions(model, using: str, objs, targets) -> None:
         remember_loaded_values(obj, [*attnames, *(f.attname for f in targets)])
 
 
-def new_row_expressions(model, assignments: dict) -> dict[models.Field, Any]:
+def new_row_expressions(
+    model: Any, assignments: dict[models.Field, Any]
+) -> dict[models.Field, Any]:
     """What each column of a new version is, computed from the closed row."""
     meta = model._meta
     chosen = who_and_why()
@@ -255,7 +274,12 @@ def new_row_expressions(model, assignments: dict) -> dict[models.Field, Any]:
     return expressions
 
 
-def insert_new_versions(model, using: str, pks: list, assignments: dict) -> None:
+def insert_new_versions(
+    model: type[models.Model],
+    using: str,
+    pks: list[Any],
+    assignments: dict[models.Field, Any],
+) -> None:
     expressions = new_row_expressions(model, assignments)
     aliases = {f"versioning_new_{i}": e for i, e in enumerate(expressions.values())}
     source = (

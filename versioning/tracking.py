@@ -83,7 +83,7 @@ def values_differ(field: models.Field, value: Any, loaded: Any) -> bool:
         return True
 
 
-def is_expression(value) -> bool:
+def is_expression(value: Any) -> bool:
     return hasattr(value, "resolve_expression")
 
 

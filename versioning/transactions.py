@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections, models, transaction
 
 from .exceptions import StaleVersionError
 
@@ -60,21 +60,23 @@ def commit_confirmation(using: str) -> CommitConfirmation | None:
 # The written object ------------------------------------------------------------
 
 
-def remember_written_row(instance, confirmation: CommitConfirmation | None) -> None:
+def remember_written_row(
+    instance: models.Model, confirmation: CommitConfirmation | None
+) -> None:
     if confirmation is None:
         instance.__dict__.pop(UNCONFIRMED_ROW_ATTRIBUTE, None)
     else:
         instance.__dict__[UNCONFIRMED_ROW_ATTRIBUTE] = confirmation
 
 
-def unconfirmed_row(instance) -> CommitConfirmation | None:
+def unconfirmed_row(instance: models.Model) -> CommitConfirmation | None:
     confirmation = instance.__dict__.get(UNCONFIRMED_ROW_ATTRIBUTE)
     if confirmation is None or confirmation.confirmed:
         return None
     return confirmation
 
 
-def check_written_row(instance) -> None:
+def check_written_row(instance: Any) -> None:
     """Refuse to write through ``instance`` if its row was rolled back."""
     confirmation = unconfirmed_row(instance)
     if confirmation is not None and confirmation.rolled_back:
@@ -86,7 +88,9 @@ def check_written_row(instance) -> None:
         )
 
 
-def check_links_owner(sender, instance, action, **kwargs) -> None:
+def check_links_owner(
+    sender: type[models.Model], instance: Any, action: str, **kwargs: Any
+) -> None:
     """m2m_changed: no links are written through a row that was rolled back."""
     if action.startswith("pre_"):
         check_written_row(instance)
@@ -101,7 +105,12 @@ class FollowedKey:
     confirmation: CommitConfirmation
 
 
-def remember_followed_key(referrer, field, target, confirmation) -> None:
+def remember_followed_key(
+    referrer: models.Model,
+    field: models.Field,
+    target: models.Model,
+    confirmation: CommitConfirmation | None,
+) -> None:
     followed = referrer.__dict__.setdefault(FOLLOWED_KEYS_ATTRIBUTE, {})
     if confirmation is None:
         followed.pop(field.attname, None)
@@ -109,7 +118,12 @@ def remember_followed_key(referrer, field, target, confirmation) -> None:
         followed[field.attname] = FollowedKey(target.pk, confirmation)
 
 
-def check_followed_keys(sender, instance, raw=False, **kwargs) -> None:
+def check_followed_keys(
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    **kwargs: Any,
+) -> None:
     """
     pre_save of a referrer: a key it took from a version whose transaction
     was rolled back is never written.

@@ -10,9 +10,10 @@ write from any other failure.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ class PendingVersion:
 # Entry points -----------------------------------------------------------------
 
 
-def create_first_version(instance, using: str) -> None:
+def create_first_version(instance: Any, using: str) -> None:
     """Insert version 1 of a new object."""
     with restored_on_error([instance]), transaction.atomic(using=using):
         instance.version = 1
@@ -82,7 +83,7 @@ def create_first_version(instance, using: str) -> None:
     transactions.remember_written_row(instance, transactions.commit_confirmation(using))
 
 
-def save_version(instance, using: str) -> None:
+def save_version(instance: Any, using: str) -> None:
     """Make the loaded current version's changes a new version, if it has any."""
     if not has_data_changes(instance, using):
         return
@@ -113,7 +114,7 @@ def save_version(instance, using: str) -> None:
     fixup.follow_in_memory(instance, old_pk, confirmation)
 
 
-def restore_version(instance, using: str):
+def restore_version(instance: Any, using: str) -> Any:
     """Make ``instance``'s data current again as a new version; return it."""
     model = type(instance)
     load_deferred_fields(instance, using)
@@ -137,7 +138,7 @@ def restore_version(instance, using: str):
     return restored
 
 
-def restore_after(latest, instance, using: str):
+def restore_after(latest: Any, instance: Any, using: str) -> Any:
     """Insert ``instance``'s data as the version after ``latest``."""
     model = type(instance)
     now = version_time(latest.valid_from, latest.valid_to)
@@ -163,11 +164,11 @@ def restore_after(latest, instance, using: str):
     return restored
 
 
-def newer_version_exists(latest, using: str) -> bool:
+def newer_version_exists(latest: Any, using: str) -> bool:
     return identity_rows(latest, using).filter(version__gt=latest.version).exists()
 
 
-def close_object(instance, using: str) -> None:
+def close_object(instance: Any, using: str) -> None:
     """Close the current version (delete()): every row stays."""
     now = version_time(instance.valid_from)
     with stale_on_conflict(type(instance), instance), savepoint(using):
@@ -178,7 +179,7 @@ def close_object(instance, using: str) -> None:
     transactions.remember_written_row(instance, transactions.commit_confirmation(using))
 
 
-def update_versions(queryset, values: dict[str, Any]) -> int:
+def update_versions(queryset: models.QuerySet[Any], values: dict[str, Any]) -> int:
     """QuerySet.update(): a new version of every matched current row."""
     model = queryset.model
     using = queryset.db
@@ -191,7 +192,12 @@ def update_versions(queryset, values: dict[str, Any]) -> int:
     return versioned
 
 
-def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
+def bulk_update_versions(
+    queryset: models.QuerySet[Any],
+    objs: Iterable[Any],
+    fields: Iterable[str],
+    requested: int | None = None,
+) -> int:
     """
     QuerySet.bulk_update(): a new version of each object whose ``fields``
     changed, built in the database a batch at a time. The objects become the
@@ -248,7 +254,7 @@ def bulk_update_versions(queryset, objs, fields, requested=None) -> int:
     return len(changed)
 
 
-def close_matched(queryset) -> int:
+def close_matched(queryset: models.QuerySet[Any]) -> int:
     """QuerySet.delete(): close every matched current row in one statement."""
     model = queryset.model
     matched = queryset.order_by().values("pk")
@@ -259,12 +265,12 @@ def close_matched(queryset) -> int:
 # The rules --------------------------------------------------------------------
 
 
-def version_time(*after) -> Any:
+def version_time(*after: datetime.datetime | None) -> datetime.datetime:
     """The moment a new version starts: now, never before what it follows."""
     return max(timezone.now(), *(moment for moment in after if moment is not None))
 
 
-def has_data_changes(instance, using: str) -> bool:
+def has_data_changes(instance: Any, using: str) -> bool:
     changed, unknown = changed_fields(instance, data_fields(type(instance)))
     if changed:
         return True
@@ -284,18 +290,18 @@ def has_data_changes(instance, using: str) -> bool:
     )
 
 
-def followed_attnames(model) -> set[str]:
+def followed_attnames(model: type[models.Model]) -> set[str]:
     return {field.attname for field in fixup.followed_keys(model)}
 
 
-def versions_differ(one, other) -> bool:
+def versions_differ(one: Any, other: Any) -> bool:
     return any(
         values_differ(f, f.value_from_object(one), f.value_from_object(other))
         for f in data_fields(type(one))
     )
 
 
-def apply_who_and_why(instance) -> None:
+def apply_who_and_why(instance: Any) -> None:
     chosen = context.who_and_why(instance)
     if chosen.user is not None:
         instance.changed_by = chosen.user
@@ -304,7 +310,7 @@ def apply_who_and_why(instance) -> None:
     instance.change_reason = chosen.reason
 
 
-def savepoint(using: str):
+def savepoint(using: str) -> contextlib.AbstractContextManager[Any]:
     """
     A savepoint inside the caller's transaction, so that a failed statement
     leaves that transaction usable; nothing extra in autocommit, where one
@@ -315,7 +321,7 @@ def savepoint(using: str):
     return contextlib.nullcontext()
 
 
-def follow_stored_keys(instance, stored: dict[str, Any]) -> None:
+def follow_stored_keys(instance: Any, stored: dict[str, Any]) -> None:
     """
     Keys the caller did not change take the value the replaced row holds:
     the fixup may have re-pointed it in place at a newer version of the
@@ -328,7 +334,7 @@ def follow_stored_keys(instance, stored: dict[str, Any]) -> None:
             loaded[attname] = value
 
 
-def resolve_expressions(instance, using: str) -> None:
+def resolve_expressions(instance: Any, using: str) -> None:
     """
     Values assigned as expressions (``obj.counter = F("counter") + 1``) are
     computed from the row being replaced, as Django's own save() would.
@@ -351,7 +357,7 @@ def resolve_expressions(instance, using: str) -> None:
         setattr(instance, alias.removeprefix("versioning_"), value)
 
 
-def load_deferred_fields(instance, using: str) -> None:
+def load_deferred_fields(instance: Any, using: str) -> None:
     deferred = [
         f.attname
         for f in type(instance)._meta.concrete_fields
@@ -361,7 +367,7 @@ def load_deferred_fields(instance, using: str) -> None:
         instance.refresh_from_db(using=using, fields=deferred)
 
 
-def closed_copy(instance, using: str, now):
+def closed_copy(instance: Any, using: str, now: datetime.datetime | None) -> Any:
     """The loaded row as it is stored once closed, for version_created."""
     if not version_created.has_listeners(type(instance)):
         return None
@@ -376,7 +382,7 @@ def closed_copy(instance, using: str, now):
     return previous
 
 
-def announce(instance, previous, using: str) -> None:
+def announce(instance: Any, previous: Any, using: str) -> None:
     if version_created.has_listeners(type(instance)):
         if previous is not None and previous.valid_to is None:
             previous.valid_to = instance.valid_from
@@ -385,7 +391,15 @@ def announce(instance, previous, using: str) -> None:
         )
 
 
-def insert_version(instance, using: str, now, *, version, pending, previous) -> None:
+def insert_version(
+    instance: Any,
+    using: str,
+    now: datetime.datetime,
+    *,
+    version: int,
+    pending: PendingVersion,
+    previous: Any,
+) -> None:
     """Insert ``instance`` as a new row; the model's save hooks do the fixup."""
     instance.version = version
     instance.valid_from = now
@@ -399,7 +413,7 @@ def insert_version(instance, using: str, now, *, version, pending, previous) -> 
     announce(instance, previous, using)
 
 
-def fix_up_new_version(instance, using: str, pending: PendingVersion) -> None:
+def fix_up_new_version(instance: Any, using: str, pending: PendingVersion) -> None:
     """Re-point referrers of the replaced row and copy links to the new one."""
     model = type(instance)
     fixup.repoint_referrers(model, using, [pending.replaces_pk])
@@ -407,7 +421,7 @@ def fix_up_new_version(instance, using: str, pending: PendingVersion) -> None:
 
 
 @contextmanager
-def restored_on_error(instances) -> Iterator[None]:
+def restored_on_error(instances: Iterable[Any]) -> Iterator[None]:
     """Put each instance's bookkeeping back as it was if the write fails."""
     saved = [
         (
@@ -445,7 +459,9 @@ CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 @contextmanager
-def stale_on_conflict(model, instance=None) -> Iterator[None]:
+def stale_on_conflict(
+    model: type[models.Model], instance: Any = None
+) -> Iterator[None]:
     """
     Report a lost race as StaleVersionError, and only a lost race: a
     violation of the version constraints, a deadlock or a serialization
@@ -468,7 +484,9 @@ def sqlstate(error: Exception) -> str | None:
     return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
 
 
-def violates_version_constraints(model, error: IntegrityError) -> bool:
+def violates_version_constraints(
+    model: type[models.Model], error: IntegrityError
+) -> bool:
     diag = getattr(error.__cause__, "diag", None)
     if diag is not None:  # PostgreSQL names the constraint
         return diag.constraint_name in schema.version_constraint_names(model)
@@ -483,13 +501,13 @@ def violates_version_constraints(model, error: IntegrityError) -> bool:
     return columns in schema.version_constraint_columns(model)
 
 
-def label(instance) -> str:
+def label(instance: Any) -> str:
     return (
         f"{instance._meta.object_name} {instance.identity} version {instance.version}"
     )
 
 
-def stale_message(instance=None, model=None) -> str:
+def stale_message(instance: Any = None, model: Any = None) -> str:
     if instance is None:
         return (
             f"Some {model._meta.verbose_name_plural} changed while being written "
@@ -507,7 +525,9 @@ def stale_message(instance=None, model=None) -> str:
 # Set-based writes -------------------------------------------------------------
 
 
-def resolve_assignments(model, values: dict[str, Any], call: str) -> dict:
+def resolve_assignments(
+    model: type[models.Model], values: dict[str, Any], call: str
+) -> dict[models.Field, Any]:
     if not values:
         raise ValueError(f"{call} needs at least one field=value to change.")
     assignments = {
@@ -521,7 +541,7 @@ def resolve_assignments(model, values: dict[str, Any], call: str) -> dict:
     return assignments
 
 
-def assignable_field(model, name: str, call: str) -> models.Field:
+def assignable_field(model: type[models.Model], name: str, call: str) -> models.Field:
     try:
         field = model._meta.get_field(name)
     except FieldDoesNotExist:
@@ -546,7 +566,13 @@ def assignable_field(model, name: str, call: str) -> models.Field:
     return field
 
 
-def version_rows(model, using: str, pks: list, assignments: dict, loaded_rows=None):
+def version_rows(
+    model: type[models.Model],
+    using: str,
+    pks: list[Any],
+    assignments: dict[models.Field, Any],
+    loaded_rows: Q | None = None,
+) -> None:
     """
     Close rows ``pks``, insert their new versions, then fix up relations.
     Keys that come from Python objects are matched with the rows the objects

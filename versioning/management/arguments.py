@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
+from typing import TYPE_CHECKING
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.utils import dateparse, timezone
+
+if TYPE_CHECKING:
+    from versioning.models import Versioned
 
 DURATION_UNITS = {
     "s": "seconds",
@@ -20,7 +24,7 @@ DURATION_UNITS = {
 }
 
 
-def versioned_model(label: str):
+def versioned_model(label: str) -> type[Versioned]:
     """The versioned model named ``app_label.ModelName``."""
     from versioning.models import Versioned
 
@@ -81,7 +85,7 @@ def positive(value: str, option: str) -> int:
     return number
 
 
-def identity_of(model, reference: str, using: str) -> uuid.UUID:
+def identity_of(model: type[Versioned], reference: str, using: str) -> uuid.UUID:
     """The identity named by a UUID, or by the primary key of any of its versions."""
     rows = model.all_versions.using(using)
     try:

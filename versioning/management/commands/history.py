@@ -1,8 +1,15 @@
+from __future__ import annotations
+
 import csv
 import datetime
 import json
+from typing import TYPE_CHECKING, Any
 
-from django.core.management.base import CommandError, DjangoHelpFormatter
+from django.core.management.base import (
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Max
 from django.utils import timezone
@@ -11,10 +18,13 @@ from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
 from versioning.tracking import BOOKKEEPING_FIELD_NAMES
 
+if TYPE_CHECKING:
+    from versioning.models import Versioned
+
 SHORT = 40
 
 
-def shorten(value) -> str:
+def shorten(value: Any) -> str:
     text = "∅" if value is None else str(value)
     text = " ".join(text.split()) or '""'
     return text if len(text) <= SHORT else text[: SHORT - 1] + "…"
@@ -30,16 +40,16 @@ class Command(VersionedModelCommand):
         "  manage.py history catalog.Product --since 2026-11-01 --limit 20"
     )
 
-    def create_parser(self, *args, **kwargs):
+    def create_parser(self, *args: Any, **kwargs: Any) -> CommandParser:
         class KeepNewlines(DjangoHelpFormatter):
-            def _fill_text(self, text, width, indent):
+            def _fill_text(self, text: str, width: int, indent: str) -> str:
                 return "".join(indent + line for line in text.splitlines(True))
 
         parser = super().create_parser(*args, **kwargs)
         parser.formatter_class = KeepNewlines
         return parser
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "object",
@@ -55,7 +65,7 @@ class Command(VersionedModelCommand):
         )
         parser.add_argument("--limit", help="show at most the N newest versions")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         model = arguments.versioned_model(options["model"])
         using = options["database"]
         limit = options["limit"] and arguments.positive(options["limit"], "--limit")
@@ -63,6 +73,7 @@ class Command(VersionedModelCommand):
         since = options["since"] and arguments.moment(options["since"], "--since")
         rows = model.all_versions.using(using).select_related("changed_by")
 
+        versions: Any  # a queryset, then the list of its rows
         if options["object"] is None:
             if since is None:
                 raise CommandError(
@@ -89,7 +100,9 @@ class Command(VersionedModelCommand):
         records = self.records(model, versions, using)
         getattr(self, f"write_{options['format']}")(model, records)
 
-    def records(self, model, versions, using):
+    def records(
+        self, model: type[Versioned], versions: list[Any], using: str
+    ) -> list[dict[str, Any]]:
         latest = dict(
             model.all_versions.using(using)
             .filter(identity__in={v.identity for v in versions})
@@ -132,10 +145,10 @@ class Command(VersionedModelCommand):
             )
         return records
 
-    def write_json(self, model, records):
+    def write_json(self, model: type[Versioned], records: list[dict[str, Any]]) -> None:
         self.stdout.write(json.dumps(records, cls=ExactJSONEncoder, indent=2))
 
-    def write_csv(self, model, records):
+    def write_csv(self, model: type[Versioned], records: list[dict[str, Any]]) -> None:
         data_names = list(records[0]["data"]) if records else []
         writer = csv.writer(self.stdout, lineterminator="\n")
         fixed = ["version", "pk", "identity", "valid_from", "valid_to", "deleted"]
@@ -152,7 +165,9 @@ class Command(VersionedModelCommand):
                 ]
             )
 
-    def write_table(self, model, records):
+    def write_table(
+        self, model: type[Versioned], records: list[dict[str, Any]]
+    ) -> None:
         if not records:
             self.stdout.write("No versions.")
             return
@@ -209,17 +224,17 @@ class Command(VersionedModelCommand):
 class ExactJSONEncoder(DjangoJSONEncoder):
     """Keeps microseconds: DjangoJSONEncoder rounds datetimes to milliseconds."""
 
-    def default(self, o):
+    def default(self, o: Any) -> Any:
         if isinstance(o, datetime.datetime):
             return o.isoformat()
         return super().default(o)
 
 
-def moment_text(value) -> str:
+def moment_text(value: datetime.datetime | None) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-def csv_value(value) -> str:
+def csv_value(value: Any) -> str:
     if value is None:
         return ""
     if hasattr(value, "isoformat"):

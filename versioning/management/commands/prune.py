@@ -1,6 +1,12 @@
-from django.core.management.base import CommandError
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.db import connections, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -8,6 +14,9 @@ from versioning.fixup import referring_fields
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
 from versioning.statements import batch_size, plain_rows
+
+if TYPE_CHECKING:
+    from versioning.models import Versioned
 
 
 class Command(VersionedModelCommand):
@@ -19,7 +28,7 @@ class Command(VersionedModelCommand):
         "manage.py prune catalog.Product --older-than 365d --dry-run"
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "--keep",
@@ -34,7 +43,7 @@ class Command(VersionedModelCommand):
         )
         parser.add_argument("--batch-size", default="1000", help="rows per batch")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         model = arguments.versioned_model(options["model"])
         using = options["database"]
         if not options["keep"] and not options["older_than"]:
@@ -88,7 +97,13 @@ class Command(VersionedModelCommand):
         if kept:
             self.say(f"Kept {kept} old version(s) that other rows point at.")
 
-    def candidates(self, model, using, keep, older_than):
+    def candidates(
+        self,
+        model: type[Versioned],
+        using: str,
+        keep: int | None,
+        older_than: datetime.timedelta | None,
+    ) -> QuerySet[Any]:
         rows = model.all_versions.using(using).filter(valid_to__isnull=False)
         if older_than:
             rows = rows.filter(valid_to__lt=timezone.now() - older_than)
@@ -103,7 +118,7 @@ class Command(VersionedModelCommand):
             )
         return rows
 
-    def referenced(self, model, using):
+    def referenced(self, model: type[Versioned], using: str) -> Q:
         condition = Q()
         for field in referring_fields(model, include_pinned=True):
             pointed_at = field.model._base_manager.using(using).filter(
@@ -113,7 +128,7 @@ class Command(VersionedModelCommand):
         return condition
 
 
-def row_bytes(model, using, pks) -> int:
+def row_bytes(model: Any, using: str, pks: Iterable[Any]) -> int:
     connection = connections[using]
     if connection.vendor != "postgresql":
         return 0
@@ -131,11 +146,11 @@ def row_bytes(model, using, pks) -> int:
 class Progress:
     """A bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, stdout, total, verbosity):
+    def __init__(self, stdout: OutputWrapper, total: int, verbosity: int) -> None:
         self.stdout, self.total, self.verbosity = stdout, total, verbosity
         self.terminal = stdout.isatty()
 
-    def update(self, done):
+    def update(self, done: int) -> None:
         if self.verbosity < 1 or not self.total:
             return
         if self.terminal:
@@ -148,6 +163,6 @@ class Progress:
         else:
             self.stdout.write(f"pruned {done}/{self.total}")
 
-    def finish(self):
+    def finish(self) -> None:
         if self.terminal and self.verbosity >= 1 and self.total:
             self.stdout.write("")

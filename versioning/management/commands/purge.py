@@ -1,4 +1,8 @@
-from django.core.management.base import CommandError
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from django.db import models
 from django.db.models import ProtectedError, RestrictedError
 
 from versioning.management import arguments
@@ -12,7 +16,7 @@ class Command(VersionedModelCommand):
         "manage.py purge catalog.Product 3 7 --dry-run"
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "objects",
@@ -30,7 +34,7 @@ class Command(VersionedModelCommand):
             help="do not ask for confirmation",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         model = arguments.versioned_model(options["model"])
         using = options["database"]
         identities = {
@@ -45,7 +49,7 @@ class Command(VersionedModelCommand):
             f"{'would be' if options['dry_run'] else 'will be'} deleted for good:"
         )
         for identity in sorted(identities, key=str):
-            latest = rows.filter(identity=identity).order_by("-version").first()
+            latest: Any = rows.filter(identity=identity).order_by("-version").first()
             self.say(f"  {identity}  {latest}  ({latest.version} version(s))")
         if options["dry_run"]:
             self.say("Nothing was deleted (--dry-run).")
@@ -64,7 +68,7 @@ class Command(VersionedModelCommand):
         self.say(self.style.SUCCESS(f"Purged {total} row(s): {details}."))
 
 
-def blocked(referrers) -> str:
+def blocked(referrers: Iterable[models.Model]) -> str:
     labels = sorted({obj._meta.label for obj in referrers})
     return (
         f"Cannot purge: rows of {', '.join(labels)} still refer to these versions "

@@ -1,4 +1,6 @@
-from django.core.management.base import CommandError
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 import versioning
 from versioning.exceptions import StaleVersionError
@@ -13,14 +15,16 @@ class Command(VersionedModelCommand):
         "--version 1 --reason 'price rise reverted'"
     )
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> CommandParser:
         # --version names the version to restore, replacing Django's
         # "show Django's version" flag for this command.
         return super().create_parser(
             prog_name, subcommand, conflict_handler="resolve", **kwargs
         )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "object", help="identity (UUID) or primary key of any version"
@@ -33,7 +37,7 @@ class Command(VersionedModelCommand):
             help="say what would happen; write nothing",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         model = arguments.versioned_model(options["model"])
         using = options["database"]
         identity = arguments.identity_of(model, options["object"], using)

@@ -46,6 +46,8 @@ class Command(BaseCommand):
             f"\nAdmin: http://127.0.0.1:{options['port']}/admin/  "
             f"user {self.style.SUCCESS(ADMIN_USERNAME)}  "
             f"password {self.style.SUCCESS(ADMIN_PASSWORD)}\n"
+            f"Your own views (VersionedModelForm): "
+            f"http://127.0.0.1:{options['port']}/products/\n"
         )
 
     def load(self):
