@@ -29,6 +29,7 @@ from .tracking import (
     copy_mutable_values,
     data_fields,
     forget_assignments,
+    loaded_values,
     remember_loaded_values,
     track_who_and_why_assignments,
     values_differ,
@@ -253,10 +254,16 @@ class Versioned(models.Model):
             return super()._do_insert(  # type: ignore[misc]
                 manager, using, fields, returning_fields, raw
             )
-        # A new version keeps auto_now_add values (the object's creation);
-        # every other field's pre_save (auto_now included) runs as on update.
+        # A new version keeps auto_now_add values as the replaced row holds
+        # them (the object's creation; Django 6 has already overwritten them
+        # by now); every other field's pre_save (auto_now too) runs as on
+        # update.
+        replaced = loaded_values(self)
         for field in fields:
-            setattr(self, field.attname, field.pre_save(self, False))
+            if getattr(field, "auto_now_add", False) and field.attname in replaced:
+                setattr(self, field.attname, replaced[field.attname])
+            else:
+                setattr(self, field.attname, field.pre_save(self, False))
         return super()._do_insert(  # type: ignore[misc]
             manager, using, fields, returning_fields, True
         )
