@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_field, quote, unquote
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db import router
-from django.http import Http404, HttpResponseRedirect
+from django.db import models, router
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -34,13 +37,18 @@ from .forms import (
 )
 from .models import Versioned, data_fields
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import ActionLocation
+
 HISTORY_PAGE_SIZE = 50
 
 
 class VersionedChangeList(ChangeList):
     """Rows that are not current link to their read-only version page."""
 
-    def url_for_result(self, result):
+    model_admin: VersionedAdmin
+
+    def url_for_result(self, result: Any) -> str:
         if result.is_current:
             return super().url_for_result(result)
         return reverse(
@@ -69,7 +77,7 @@ class VersionedAdmin(admin.ModelAdmin):
         opts = self.opts
         return f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         name = f"{self.opts.app_label}_{self.opts.model_name}"
         own = [
@@ -93,7 +101,7 @@ class VersionedAdmin(admin.ModelAdmin):
 
     # Reading rows --------------------------------------------------------------
 
-    def get_version(self, request, object_id) -> Versioned | None:
+    def get_version(self, request: HttpRequest, object_id: str) -> Versioned | None:
         """Any version (historical or current) by primary key, or None."""
         model = self.model
         try:
@@ -102,7 +110,12 @@ class VersionedAdmin(admin.ModelAdmin):
         except (model.DoesNotExist, ValueError, TypeError, forms.ValidationError):
             return None
 
-    def version_or_404(self, request, object_id, permission) -> Versioned:
+    def version_or_404(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        permission: Callable[[HttpRequest, Any], bool],
+    ) -> Versioned:
         """The version named in the URL, if ``permission`` allows the user to see it."""
         row = self.get_version(request, object_id)
         if row is None:
@@ -111,7 +124,9 @@ class VersionedAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return row
 
-    def get_object(self, request, object_id, from_field=None):
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Any | None:
         obj = super().get_object(request, object_id, from_field)
         if obj is None and request.method == "POST" and from_field is None:
             # A form posted from a version that is no longer current: bind it
@@ -119,24 +134,29 @@ class VersionedAdmin(admin.ModelAdmin):
             obj = self.get_version(request, object_id)
         return obj
 
-    def get_changelist(self, request, **kwargs):
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return VersionedChangeList
 
-    def get_list_filter(self, request):
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
         return [AsOfFilter, StatusFilter, *super().get_list_filter(request)]
 
-    def browsing_history(self, request) -> bool:
+    def browsing_history(self, request: HttpRequest) -> bool:
         return bool(request.GET.get(AS_OF_PARAMETER)) or bool(
             request.GET.get(STATUS_PARAMETER)
         )
 
-    def get_actions(self, request, action_location=None):
+    def get_actions(
+        self, request: HttpRequest, action_location: ActionLocation | None = None
+    ) -> dict[str, Any]:
         # Django 6.1 also asks for actions shown on the change form
         # (action_location); only the change list's depend on the view.
         if action_location is None:
             actions = super().get_actions(request)
         else:
-            actions = super().get_actions(request, action_location=action_location)
+            actions = super().get_actions(  # type: ignore[call-arg]
+                request,
+                action_location=action_location,
+            )
             if getattr(action_location, "value", "CHANGE_LIST") != "CHANGE_LIST":
                 return actions
         if request.GET.get(STATUS_PARAMETER) == "deleted":
@@ -147,7 +167,9 @@ class VersionedAdmin(admin.ModelAdmin):
             return {}
         return actions
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         context = {
             "as_of": parse_as_of(request.GET.get(AS_OF_PARAMETER)),
             "showing_deleted": request.GET.get(STATUS_PARAMETER) == "deleted",
@@ -157,14 +179,22 @@ class VersionedAdmin(admin.ModelAdmin):
 
     # Editing -------------------------------------------------------------------
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: Any | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[forms.ModelForm[Any]]:
         form = super().get_form(request, obj, change=change, **kwargs)
         if issubclass(form, VersionedModelForm):
             return form
         # A custom ``form`` that is a plain ModelForm keeps the conflict check.
         return versionedmodelform_factory(self.model, form=form)
 
-    def get_fields(self, request, obj=None):
+    def get_fields(
+        self, request: HttpRequest, obj: Any | None = None
+    ) -> list[str | list[str] | tuple[str, ...]]:
         # The version and reason inputs are placed by the template.
         return [
             name
@@ -172,13 +202,21 @@ class VersionedAdmin(admin.ModelAdmin):
             if name not in (LOADED_VERSION_FIELD, REASON_FIELD)
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         row = self.get_version(request, object_id)
         if row is not None and not row.is_current and request.method != "POST":
             return self.redirect_from_historical(request, row)
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def redirect_from_historical(self, request, row):
+    def redirect_from_historical(
+        self, request: HttpRequest, row: Versioned
+    ) -> HttpResponseRedirect:
         current = row.current_version()
         if current is None:
             self.message_user(
@@ -199,7 +237,9 @@ class VersionedAdmin(admin.ModelAdmin):
         )
         return HttpResponseRedirect(self.url("change", current))
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: Any, change: bool
+    ) -> None:
         # The form's save(commit=False) has put its reason on obj.
         version_before = obj.version if change else None
         with versioning.changes(user=request.user):
@@ -215,7 +255,7 @@ class VersionedAdmin(admin.ModelAdmin):
                 messages.INFO,
             )
 
-    def response_change(self, request, obj):
+    def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
         response = super().response_change(request, obj)
         # "Save and continue editing" goes back to the URL it came from, which
         # now names the closed version; send it to the new one instead.
@@ -226,7 +266,13 @@ class VersionedAdmin(admin.ModelAdmin):
             )
         return response
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except StaleVersionError:
@@ -240,20 +286,22 @@ class VersionedAdmin(admin.ModelAdmin):
                 ),
                 messages.ERROR,
             )
-            row = self.get_version(request, object_id)
+            row = self.get_version(request, object_id)  # type: ignore[arg-type]
             current = row.current_version() if row else None
             target = self.url("change", current) if current else self.url("changelist")
             return HttpResponseRedirect(target)
 
     # Deleting --------------------------------------------------------------------
 
-    def get_deleted_objects(self, objs, request):
+    def get_deleted_objects(
+        self, objs: Sequence[Any] | models.QuerySet[Any], request: HttpRequest
+    ) -> tuple[list[str], dict[Any, int], set[Any], list[str]]:
         # Deleting closes the rows; nothing cascades and nothing is lost.
         objs = list(objs)
         needed = set()
         if not self.has_delete_permission(request):
             needed.add(self.opts.verbose_name)
-        listed = [
+        listed: list[str] = [
             format_html(
                 '{}: <a href="{}">{}</a>',
                 capfirst(self.opts.verbose_name),
@@ -264,16 +312,25 @@ class VersionedAdmin(admin.ModelAdmin):
         ]
         return listed, {self.opts.verbose_name_plural: len(objs)}, needed, []
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with versioning.changes(user=request.user):
             obj.delete()
 
     # History, version, comparison, restore ---------------------------------
 
-    def history_view(self, request, object_id, extra_context=None):
+    def history_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         row = self.get_version(request, object_id)
         if row is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request,
+                self.opts,
+                object_id,
+            )
         if not self.has_view_or_change_permission(request, row):
             raise PermissionDenied
         versions = row.history().select_related("changed_by").order_by("-version")
@@ -302,7 +359,7 @@ class VersionedAdmin(admin.ModelAdmin):
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.object_history_template, context)
 
-    def version_view(self, request, object_id):
+    def version_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
         row = self.version_or_404(
             request, object_id, self.has_view_or_change_permission
         )
@@ -321,7 +378,7 @@ class VersionedAdmin(admin.ModelAdmin):
         )
         return TemplateResponse(request, "admin/versioning/version.html", context)
 
-    def compare_view(self, request, object_id):
+    def compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         row = self.version_or_404(
             request, object_id, self.has_view_or_change_permission
         )
@@ -362,7 +419,7 @@ class VersionedAdmin(admin.ModelAdmin):
         )
         return TemplateResponse(request, "admin/versioning/compare.html", context)
 
-    def restore_view(self, request, object_id):
+    def restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         row = self.version_or_404(request, object_id, self.has_change_permission)
         if request.method == "POST":
             return self.restore_posted(request, row)
@@ -376,7 +433,15 @@ class VersionedAdmin(admin.ModelAdmin):
         context.update(
             current=current,
             changes=[
-                (capfirst(self.opts.get_field(name).verbose_name), old, new)
+                (
+                    capfirst(
+                        self.opts.get_field(
+                            name,
+                        ).verbose_name  # type: ignore[union-attr]
+                    ),
+                    old,
+                    new,
+                )
                 for name, (old, new) in (current.diff(row) if current else {}).items()
             ],
         )
@@ -384,7 +449,9 @@ class VersionedAdmin(admin.ModelAdmin):
             request, "admin/versioning/restore_confirmation.html", context
         )
 
-    def restore_posted(self, request, row):
+    def restore_posted(
+        self, request: HttpRequest, row: Versioned
+    ) -> HttpResponseRedirect:
         if request.POST.get("version") != str(row.version):
             self.message_user(
                 request,
@@ -425,7 +492,9 @@ class VersionedAdmin(admin.ModelAdmin):
             )
         return HttpResponseRedirect(self.url("change", restored))
 
-    def version_context(self, request, row, *, title):
+    def version_context(
+        self, request: HttpRequest, row: Versioned, *, title: str
+    ) -> dict[str, Any]:
         request.current_app = self.admin_site.name
         return {
             **self.admin_site.each_context(request),
@@ -439,7 +508,7 @@ class VersionedAdmin(admin.ModelAdmin):
             "can_restore": self.has_change_permission(request, row),
         }
 
-    def url(self, view: str, obj=None) -> str:
+    def url(self, view: str, obj: Any = None) -> str:
         args = () if obj is None else (quote(obj.pk),)
         return reverse(
             self.admin_urlname(view), args=args, current_app=self.admin_site.name
@@ -447,7 +516,9 @@ class VersionedAdmin(admin.ModelAdmin):
 
 
 @admin.action(description=gettext_lazy("Restore selected %(verbose_name_plural)s"))
-def restore_selected(modeladmin, request, queryset):
+def restore_selected(
+    modeladmin: VersionedAdmin, request: HttpRequest, queryset: models.QuerySet[Any]
+) -> None:
     restored = 0
     with versioning.changes(user=request.user, reason=_("Restored after delete")):
         for row in queryset:
@@ -463,7 +534,7 @@ def restore_selected(modeladmin, request, queryset):
     )
 
 
-def display_value(field, obj):
+def display_value(field: models.Field[Any, Any], obj: Any) -> Any:
     value = field.value_from_object(obj)
     if field.is_relation and value is not None:
         related = getattr(obj, field.name, None)
@@ -471,7 +542,7 @@ def display_value(field, obj):
     return display_for_field(value, field, "-")
 
 
-def history_entries(page, latest=None):
+def history_entries(page: list[Any], latest: Any = None) -> list[dict[str, Any]]:
     """
     Each version on a history page (newest first) with what changed since
     the one before it. ``latest`` is the newest version when the page does

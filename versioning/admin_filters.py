@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.db import models
 from django.db.models import Exists, OuterRef
+from django.http import HttpRequest
 from django.utils import dateparse, timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -32,7 +37,7 @@ def parse_as_of(value: str | None) -> datetime.datetime | None:
     return moment
 
 
-def deleted_objects(model):
+def deleted_objects(model: type[Any]) -> models.QuerySet[Any]:
     """The last version of every object that has no current version."""
     newer = model.all_versions.filter(
         identity=OuterRef("identity"), version__gt=OuterRef("version")
@@ -43,7 +48,9 @@ def deleted_objects(model):
 class NoFacetsMixin:
     # These filters swap the queryset for another one; per-choice counts
     # would be counts of a different table.
-    def get_facet_counts(self, pk_attname, filtered_qs):
+    def get_facet_counts(
+        self, pk_attname: str, filtered_qs: models.QuerySet[Any]
+    ) -> dict[str, models.Count]:
         return {}
 
 
@@ -54,16 +61,18 @@ class AsOfFilter(NoFacetsMixin, admin.SimpleListFilter):
     parameter_name = AS_OF_PARAMETER
     template = "admin/versioning/as_of_filter.html"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> Iterable[tuple[str, Any]]:
         return ()
 
-    def has_output(self):
+    def has_output(self) -> bool:
         return True
 
-    def moment(self):
+    def moment(self) -> datetime.datetime | None:
         return parse_as_of(self.value())
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[Any]:
         value = self.value() or ""
         moment = self.moment()
         yield {
@@ -79,7 +88,9 @@ class AsOfFilter(NoFacetsMixin, admin.SimpleListFilter):
             "selected": moment is not None,
         }
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: models.QuerySet[Any]
+    ) -> models.QuerySet[Any]:
         moment = self.moment()
         if moment is None:
             return queryset
@@ -92,10 +103,12 @@ class StatusFilter(NoFacetsMixin, admin.SimpleListFilter):
     title = _("status")
     parameter_name = STATUS_PARAMETER
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> Iterable[tuple[str, Any]]:
         return [("deleted", _("Deleted objects"))]
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[Any]:
         yield {
             "selected": self.value() is None,
             "query_string": changelist.get_query_string(remove=[self.parameter_name]),
@@ -109,7 +122,9 @@ class StatusFilter(NoFacetsMixin, admin.SimpleListFilter):
             "display": _("Deleted objects"),
         }
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: models.QuerySet[Any]
+    ) -> models.QuerySet[Any]:
         if self.value() == "deleted":
             return deleted_objects(queryset.model)
         return queryset
