@@ -184,4 +184,33 @@ def test_a_plain_default_manager_is_a_warning():
     assert ids(Subclassed) == ["versioning.W002"]
     [warning] = messages(Subclassed)
     assert "historical rows" in warning.msg and "CurrentManager" in warning.hint
-    assert ids(PlainManagerFirst) == ["versioning.W002"]
+    # A plain Manager also writes in place: that is E008.
+    assert sorted(ids(PlainManagerFirst)) == ["versioning.E008", "versioning.W002"]
+
+
+@isolate_apps("tests.testapp")
+def test_a_manager_on_a_plain_queryset_is_an_error():
+    from versioning.managers import CurrentManager, VersionedQuerySet
+
+    class PlainQuerySet(models.QuerySet):
+        def cheap(self):
+            return self.filter(a__lt=10)
+
+    class MineQuerySet(VersionedQuerySet):
+        def cheap(self):
+            return self.filter(a__lt=10)
+
+    class Plain(Versioned):
+        __module__ = IN_TEST_APP
+        a = models.IntegerField()
+        objects = CurrentManager.from_queryset(PlainQuerySet)()
+
+    class Mine(Versioned):
+        __module__ = IN_TEST_APP
+        a = models.IntegerField()
+        objects = CurrentManager.from_queryset(MineQuerySet)()
+
+    errors = [e for e in Plain.check() if e.id == "versioning.E008"]
+    assert len(errors) == 1
+    assert "PlainQuerySet" in errors[0].msg and "VersionedQuerySet" in errors[0].hint
+    assert ids(Mine) == []

@@ -854,3 +854,36 @@ def test_a_stale_instance_is_not_a_duplicate_of_its_own_newer_version():
     assert raised.value.message_dict == {
         "slug": ["Article with this Slug already exists."]
     }
+
+
+def test_every_write_after_a_rolled_back_save_says_so():
+    article = ArticleFactory(title="original")
+    with pytest.raises(Rollback), transaction.atomic():
+        article.title = "rolled back"
+        article.save()
+        raise Rollback
+    before = rows(Article)
+    # Nothing changed since the rolled-back save: still not a silent no-op.
+    with pytest.raises(StaleVersionError, match="rolled back"):
+        article.save()
+    with pytest.raises(StaleVersionError, match="rolled back"):
+        article.delete()
+    with pytest.raises(StaleVersionError, match="rolled back"):
+        article.restore()
+    with pytest.raises(StaleVersionError, match="rolled back"):
+        Article.objects.bulk_update([article], ["title"])
+    assert rows(Article) == before
+    current = article.current_version()
+    assert current.title == "original"
+    current.title = "applied again"
+    current.save()
+    assert current.version == 2
+
+
+def test_saving_an_object_whose_creation_was_rolled_back_says_so():
+    with pytest.raises(Rollback), transaction.atomic():
+        ghost = ArticleFactory(title="ghost")
+        raise Rollback
+    with pytest.raises(StaleVersionError, match="create the object again"):
+        ghost.save()
+    assert not Article.all_versions.filter(title="ghost").exists()

@@ -8,7 +8,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from .managers import CurrentManager
+from .managers import CurrentManager, VersionedQuerySetMixin
 from .tracking import BOOKKEEPING_FIELD_NAMES
 
 SCOPED_HINT = (
@@ -31,6 +31,7 @@ def check_versioned_model(
         *check_uniqueness(model),
         *check_cascading_keys(model),
         *check_default_manager(model),
+        *check_queryset_classes(model),
     ]
 
 
@@ -172,3 +173,26 @@ def check_default_manager(model: type[models.Model]) -> list[checks.Warning]:
             id="versioning.W002",
         )
     ]
+
+
+def check_queryset_classes(model: type[models.Model]) -> list[checks.Error]:
+    """A manager whose queryset is Django's own would overwrite rows in place."""
+    errors = []
+    for manager in model._meta.managers:
+        queryset_class = getattr(manager, "_queryset_class", models.QuerySet)
+        if issubclass(queryset_class, VersionedQuerySetMixin):
+            continue
+        errors.append(
+            checks.Error(
+                f"Manager '{manager.name}' of '{model._meta.label}' uses "
+                f"{queryset_class.__name__}, which is not a versioned queryset: "
+                "its update() and delete() would overwrite or erase rows, "
+                "history included.",
+                hint="Base your queryset class on versioning.managers."
+                "VersionedQuerySet (or add VersionedQuerySetMixin), and build "
+                "the manager with CurrentManager.from_queryset(YourQuerySet)().",
+                obj=model,
+                id="versioning.E008",
+            )
+        )
+    return errors

@@ -33,6 +33,7 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 #: The rows a queryset stands for.
 CURRENT, ALL, AS_OF, ROWS = "current", "all versions", "as of", "rows"
+READ_ONLY = {ALL: "Model.all_versions querysets", AS_OF: "as_of() querysets"}
 
 
 def alters_data(method: Method) -> Method:
@@ -95,7 +96,7 @@ class VersionedQuerySetMixin(_QuerySetBase):
     def _refuse_history_writes(self) -> None:
         if self.versioning_scope in (ALL, AS_OF):
             raise HistoricalVersionError(
-                f"{self.versioning_scope} querysets are read-only, so history "
+                f"{READ_ONLY[self.versioning_scope]} are read-only, so history "
                 "cannot be rewritten. Use Model.objects.filter(...) to change "
                 "current rows, or Model.all_versions.filter(...).purge() to "
                 "erase every version of the matched objects."
@@ -206,7 +207,8 @@ class VersionedQuerySet(VersionedQuerySetMixin, models.QuerySet):
 class VersionedManagerMixin(_ManagerBase):
     """
     Scopes a manager's querysets (current rows, all versions, Django's base
-    rows) and gives it ``as_of()``, for managers built on your own QuerySet:
+    rows) and gives it ``as_of()``, for managers built on your own QuerySet,
+    a subclass of VersionedQuerySet:
     ``CurrentManager.from_queryset(PageQuerySet)()``.
     """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from django.conf import settings
 from django.core.checks import CheckMessage
@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import checks, fixup, schema, transactions, writes
-from .exceptions import HistoricalVersionError, StaleVersionError
+from .exceptions import HistoricalVersionError
 from .managers import (
     AllVersionsManager,
     CurrentManager,
@@ -217,6 +217,8 @@ class Versioned(models.Model):
             finally:
                 del self._save_options
             return
+        # A write rolled back with the caller's transaction says so first.
+        transactions.check_written_row(self)
         if self.valid_to is not None:
             self._refuse_historical("saved")
         # save(update_fields=[...]) still makes a complete new version.
@@ -278,20 +280,14 @@ class Versioned(models.Model):
                 f"{self._meta.object_name} object can't be deleted because it "
                 "was never saved."
             )
+        transactions.check_written_row(self)
         if self.valid_to is not None:
             self._refuse_historical("deleted")
         using = using or router.db_for_write(type(self), instance=self)
         writes.close_object(self, using)
         return 1, {self._meta.label: 1}
 
-    def _refuse_historical(self, action: str) -> None:
-        closing = transactions.unconfirmed_row(self)
-        if closing is not None and closing.rolled_back:
-            raise StaleVersionError(
-                f"{writes.label(self)} was deleted in a transaction that was "
-                "rolled back, so this object no longer matches the database. "
-                "Load the current version (obj.current_version()) and try again."
-            )
+    def _refuse_historical(self, action: str) -> NoReturn:
         raise HistoricalVersionError(
             f"{writes.label(self)} is a historical version and cannot be "
             f"{action}. Change the current version, or call restore() on this one."

@@ -83,8 +83,10 @@ def check_written_row(instance: Any) -> None:
         raise StaleVersionError(
             f"{instance._meta.object_name} {instance.identity} version "
             f"{instance.version} was written in a transaction that was rolled "
-            "back; nothing was written. Load the current version "
-            "(obj.current_version()) and apply the change again."
+            "back, so this object no longer matches the database; nothing was "
+            "written. Load the current version (obj.current_version()) and "
+            "apply the change again, or create the object again if it was "
+            "created in that transaction."
         )
 
 

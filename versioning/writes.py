@@ -85,6 +85,7 @@ def create_first_version(instance: Any, using: str) -> None:
 
 def save_version(instance: Any, using: str) -> None:
     """Make the loaded current version's changes a new version, if it has any."""
+    transactions.check_written_row(instance)
     if not has_data_changes(instance, using):
         return
     # A new version never loses data the caller did not load.
@@ -116,6 +117,7 @@ def save_version(instance: Any, using: str) -> None:
 
 def restore_version(instance: Any, using: str) -> Any:
     """Make ``instance``'s data current again as a new version; return it."""
+    transactions.check_written_row(instance)
     model = type(instance)
     load_deferred_fields(instance, using)
     latest = None
@@ -170,6 +172,7 @@ def newer_version_exists(latest: Any, using: str) -> bool:
 
 def close_object(instance: Any, using: str) -> None:
     """Close the current version (delete()): every row stays."""
+    transactions.check_written_row(instance)
     now = version_time(instance.valid_from)
     with stale_on_conflict(type(instance), instance), savepoint(using):
         if close_version(type(instance), using, now, instance) is None:
@@ -214,6 +217,7 @@ def bulk_update_versions(
     for obj in objs:
         if obj._state.adding or obj.pk is None:
             raise ValueError("All bulk_update() objects must have a primary key set.")
+        transactions.check_written_row(obj)
         if obj.valid_to is not None:
             raise HistoricalVersionError(
                 f"bulk_update() got {label(obj)}, a historical version; pass "
