@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from django.db import connection
 
@@ -35,3 +37,21 @@ def data_statements(captured):
         "COMMIT",
     )
     return [q["sql"] for q in captured if not q["sql"].upper().startswith(control)]
+
+
+def wait_until_waiting_for_a_lock(pid, done, seconds=30):
+    """
+    Return once PostgreSQL backend ``pid`` waits for a lock, or ``done`` is set
+    (it never had to wait). pg_locks shows live state, also inside a
+    transaction; this orders threads by what they do, not by how long it takes.
+    """
+    with connection.cursor() as cursor:
+        for _ in range(seconds * 100):
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)",
+                [pid],
+            )
+            if cursor.fetchone()[0] or done.is_set():
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"backend {pid} neither waited for a lock nor finished")

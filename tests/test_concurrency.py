@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.signals import pre_save
 
+from tests.conftest import wait_until_waiting_for_a_lock
 from tests.testapp.models import Example, Item, Order, Player, Tag, Team
 from versioning.exceptions import StaleVersionError
 
@@ -454,22 +455,6 @@ def test_concurrent_restores_of_a_deleted_object_never_fork(on_postgres, level):
 def test_a_restore_that_finds_the_data_already_restored_returns_it(on_postgres, level):
     restore_twice(level, one_after_the_other=True)
 
-
-def wait_until_waiting_for_a_lock(pid, done):
-    """
-    Return once backend ``pid`` waits for a lock, or ``done`` is set (it never
-    had to wait). pg_locks shows live state, also inside a transaction.
-    """
-    with connection.cursor() as cursor:
-        for _ in range(WAIT * 100):
-            cursor.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)",
-                [pid],
-            )
-            if cursor.fetchone()[0] or done.is_set():
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"backend {pid} neither waited for a lock nor finished")
 
 
 @pytest.mark.parametrize(

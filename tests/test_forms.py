@@ -7,7 +7,6 @@ during validation is checked with a real second connection on PostgreSQL.
 
 import re
 import threading
-import time
 from unittest import mock
 
 import pytest
@@ -20,6 +19,7 @@ from django.urls import reverse
 
 import versioning
 from demo_project.catalog.models import Product
+from tests.conftest import wait_until_waiting_for_a_lock
 from tests.factories import ItemFactory, TagFactory, UserFactory
 from tests.testapp.models import Item, Tag
 from versioning.admin import VersionedAdmin
@@ -361,18 +361,6 @@ def test_the_admin_adds_the_conflict_check_to_a_custom_plain_form(item, bob):
 
 WAIT = 30
 
-
-def wait_until_waiting_for_a_lock(pid, done):
-    with connection.cursor() as cursor:
-        for _ in range(WAIT * 100):
-            cursor.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)",
-                [pid],
-            )
-            if cursor.fetchone()[0] or done.is_set():
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"backend {pid} neither waited for a lock nor finished")
 
 
 @pytest.mark.postgres
