@@ -456,7 +456,6 @@ def test_a_restore_that_finds_the_data_already_restored_returns_it(on_postgres, 
     restore_twice(level, one_after_the_other=True)
 
 
-
 @pytest.mark.parametrize(
     "model, field",
     [

@@ -362,7 +362,6 @@ def test_the_admin_adds_the_conflict_check_to_a_custom_plain_form(item, bob):
 WAIT = 30
 
 
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_validation_in_a_transaction_locks_the_row_until_the_save(on_postgres):
