@@ -887,3 +887,30 @@ def test_saving_an_object_whose_creation_was_rolled_back_says_so():
     with pytest.raises(StaleVersionError, match="create the object again"):
         ghost.save()
     assert not Article.all_versions.filter(title="ghost").exists()
+
+
+def test_all_versions_bulk_create_imports_history_rows_as_given():
+    import uuid
+
+    identity = uuid.uuid4()
+    start = timezone.now() - datetime.timedelta(days=2)
+    middle = start + datetime.timedelta(days=1)
+    Example.all_versions.bulk_create(
+        [
+            Example(
+                identity=identity,
+                version=1,
+                data="a",
+                valid_from=start,
+                valid_to=middle,
+            ),
+            Example(identity=identity, version=2, data="b", valid_from=middle),
+        ]
+    )
+    assert [(v.version, v.data) for v in Example.all_versions.order_by("version")] == [
+        (1, "a"),
+        (2, "b"),
+    ]
+    assert Example.objects.as_of(start + datetime.timedelta(hours=1)).get().data == "a"
+    with pytest.raises(HistoricalVersionError):
+        Example.objects.as_of(middle).bulk_create([Example(data="c")])

@@ -151,8 +151,9 @@ class VersionedQuerySetMixin(_QuerySetBase):
         self, objs: Iterable[Any], batch_size: int | None = None, **kwargs: Any
     ) -> list[Any]:
         """Insert version 1 of each object, with fresh identities."""
-        if self.versioning_scope == ROWS:
-            # Django's own machinery (and fixtures) insert rows as they are.
+        if self.versioning_scope in (ROWS, ALL):
+            # Django's own machinery, and imports of history through
+            # all_versions, insert rows exactly as given.
             return super().bulk_create(objs, batch_size=batch_size, **kwargs)
         self._refuse_history_writes()
         if kwargs.get("update_conflicts"):
