@@ -1,5 +1,10 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
+from django.db.models.signals import m2m_changed
 from django.utils.translation import gettext_lazy as _
+
+from .fixup import follow_versioned_targets
+from .related import version_reverse_managers
+from .transactions import check_links_owner
 
 
 class VersioningConfig(AppConfig):
@@ -8,13 +13,6 @@ class VersioningConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.apps import apps
-        from django.db.models.signals import m2m_changed
-
-        from .fixup import follow_versioned_targets
-        from .related import version_reverse_managers
-        from .transactions import check_links_owner
-
         m2m_changed.connect(check_links_owner, dispatch_uid="versioning.links_owner")
         for model in apps.get_models():
             follow_versioned_targets(model)

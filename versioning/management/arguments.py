@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.utils import dateparse, timezone
 
+from versioning.tracking import is_versioned
+
 if TYPE_CHECKING:
     from versioning.models import Versioned
 
@@ -26,8 +28,6 @@ DURATION_UNITS = {
 
 def versioned_model(label: str) -> type[Versioned]:
     """The versioned model named ``app_label.ModelName``."""
-    from versioning.models import Versioned
-
     try:
         model = apps.get_model(label)
     except (LookupError, ValueError):
@@ -35,7 +35,7 @@ def versioned_model(label: str) -> type[Versioned]:
             f"Unknown model '{label}'. Name it as app_label.ModelName, "
             "for example catalog.Product."
         ) from None
-    if not issubclass(model, Versioned):
+    if not is_versioned(model):
         raise CommandError(
             f"{model._meta.label} is not a versioned model: it does not inherit "
             "versioning.models.Versioned."
