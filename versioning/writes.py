@@ -294,8 +294,15 @@ def has_data_changes(instance: Any, using: str) -> bool:
     )
 
 
-def followed_attnames(model: type[models.Model]) -> set[str]:
-    return {field.attname for field in fixup.followed_keys(model)}
+def restored_attnames(model: type[models.Model]) -> frozenset[str]:
+    """What a write may change on an instance besides data: put back on failure."""
+    return _restored_attnames(model)
+
+
+@functools.cache
+def _restored_attnames(model: type[models.Model]) -> frozenset[str]:
+    followed = (field.attname for field in fixup.followed_keys(model))
+    return frozenset((*bookkeeping_attnames(model), *followed))
 
 
 def versions_differ(one: Any, other: Any) -> bool:
@@ -433,9 +440,7 @@ def restored_on_error(instances: Iterable[Any]) -> Iterator[None]:
             {
                 attname: value
                 for attname, value in instance.__dict__.items()
-                if attname in bookkeeping_attnames(type(instance))
-                or attname in followed_attnames(type(instance))
-                or is_expression(value)
+                if attname in restored_attnames(type(instance)) or is_expression(value)
             },
             dict(instance._state.fields_cache),
             instance._state.adding,
