@@ -63,3 +63,17 @@ def screenshots(tmp_path):
     folder = Path(os.environ.get("VERSIONING_SCREENSHOTS_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def log_in(live_server):
+    """Log ``user`` in through the admin's login page in ``page``."""
+
+    def log_in(page, user):
+        page.goto(f"{live_server.url}/admin/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", "password")
+        page.click("input[type=submit]")
+        page.wait_for_selector("#user-tools")
+
+    return log_in

@@ -7,14 +7,6 @@ from tests.testapp.models import Item
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def log_in(page, live_server, user):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
-
-
 def save_price(page, price, reason=""):
     page.fill("#id_price", price)
     page.fill("#id_versioning_reason", reason)
@@ -22,9 +14,11 @@ def save_price(page, price, reason=""):
     page.wait_for_selector("ul.messagelist")
 
 
-def test_edit_history_compare_restore(page, live_server, admin_user, screenshots):
+def test_edit_history_compare_restore(
+    page, live_server, admin_user, screenshots, log_in
+):
     item = Item.objects.create(name="Desk lamp", price=29, description="brass")
-    log_in(page, live_server, admin_user)
+    log_in(page, admin_user)
 
     page.goto(f"{live_server.url}/admin/testapp/item/{item.pk}/change/")
     save_price(page, "34", "supplier price rise")
@@ -66,12 +60,12 @@ def test_edit_history_compare_restore(page, live_server, admin_user, screenshots
 
 
 def test_two_tabs_the_second_save_shows_the_conflict(
-    browser, live_server, admin_user, screenshots
+    browser, live_server, admin_user, screenshots, log_in
 ):
     item = Item.objects.create(name="Desk lamp", price=29)
     context = browser.new_context()
     first, second = context.new_page(), context.new_page()
-    log_in(first, live_server, admin_user)
+    log_in(first, admin_user)
     change_url = f"{live_server.url}/admin/testapp/item/{item.pk}/change/"
     first.goto(change_url)
     second.goto(change_url)

@@ -7,21 +7,13 @@ from demo_project.catalog.models import Product
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def log_in(page, live_server, user):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
-
-
 def test_two_tabs_on_the_edit_page_the_second_save_shows_the_conflict(
-    browser, live_server, admin_user, screenshots
+    browser, live_server, admin_user, screenshots, log_in
 ):
     lamp = Product.objects.create(name="Desk lamp", price=29, description="brass")
     context = browser.new_context()
     first, second = context.new_page(), context.new_page()
-    log_in(first, live_server, admin_user)
+    log_in(first, admin_user)
 
     first.goto(f"{live_server.url}/products/")
     first.click("text=Edit")
