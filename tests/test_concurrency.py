@@ -521,6 +521,14 @@ def test_a_restore_that_waited_for_a_concurrent_restore_is_stale_or_returns_it(
 # Two versioned models pointing at each other: Team.captain and Player.team -----
 
 
+def version_counts(team_identity, player_identity):
+    """How many versions the team and the player have now."""
+    return (
+        Team.all_versions.filter(identity=team_identity).count(),
+        Player.all_versions.filter(identity=player_identity).count(),
+    )
+
+
 def team_with_captain():
     """A current team whose captain plays for it; (team identity, player identity)."""
     team = Team.objects.create(name="team")
@@ -557,10 +565,7 @@ def test_a_team_and_its_captain_saved_concurrently(on_postgres):
     deadlocks = 0
     for _ in range(6):
         team_identity, player_identity = team_with_captain()
-        before = (
-            Team.all_versions.filter(identity=team_identity).count(),
-            Player.all_versions.filter(identity=player_identity).count(),
-        )
+        before = version_counts(team_identity, player_identity)
         start = threading.Barrier(2, timeout=WAIT)
 
         def save_team(start=start, identity=team_identity):
@@ -643,10 +648,7 @@ def test_a_team_and_its_captain_whose_lock_orders_cross(on_postgres):
     deadlocks = 0
     for _ in range(2):
         team_identity, player_identity = team_with_captain()
-        before = (
-            Team.all_versions.filter(identity=team_identity).count(),
-            Player.all_versions.filter(identity=player_identity).count(),
-        )
+        before = version_counts(team_identity, player_identity)
         pause = PauseBeforeNewRow(2)
 
         def save(model, identity, pause=pause):
@@ -686,10 +688,7 @@ def test_team_then_captain_and_captain_then_team_in_two_transactions(on_postgres
     deadlocks = 0
     for _ in range(5):
         team_identity, player_identity = team_with_captain()
-        before = (
-            Team.all_versions.filter(identity=team_identity).count(),
-            Player.all_versions.filter(identity=player_identity).count(),
-        )
+        before = version_counts(team_identity, player_identity)
         start = threading.Barrier(2, timeout=WAIT)
 
         def team_then_captain(start=start, identity=team_identity):
