@@ -2,8 +2,9 @@ from django.apps import AppConfig, apps
 from django.db.models.signals import m2m_changed
 from django.utils.translation import gettext_lazy as _
 
-from .fixup import follow_versioned_targets
-from .related import version_reverse_managers
+from .fixup import check_followed_keys_of
+from .joins import scope_joins
+from .related import version_related_descriptors
 from .transactions import check_links_owner
 
 
@@ -14,6 +15,7 @@ class VersioningConfig(AppConfig):
 
     def ready(self) -> None:
         m2m_changed.connect(check_links_owner, dispatch_uid="versioning.links_owner")
+        scope_joins(apps.get_models(include_auto_created=True))
         for model in apps.get_models():
-            follow_versioned_targets(model)
-            version_reverse_managers(model)
+            check_followed_keys_of(model)
+            version_related_descriptors(model)

@@ -1,7 +1,9 @@
 """
 The related-field fixup: when a new version replaces a row, rows that pointed
-at the old row are re-pointed at the new one, and many-to-many links are
-copied so the new version has the same links while the old one keeps its own.
+at the old row are re-pointed at the new one. Many-to-many links belong to the
+model that declares them: its new version gets a copy of its links while the
+old one keeps its own; a new version of the other side has the links of
+current declaring rows re-pointed at it, like a foreign key.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class LinkTable:
 
     through: type[models.Model]
     column_field: Any  # the through table's ForeignKey to the versioned model
+    declared_here: bool  # the versioned model declares the many-to-many
+    declaring_field: Any  # the through table's ForeignKey to the declaring side
 
 
 def link_tables(model: Any) -> list[LinkTable]:
@@ -38,14 +42,21 @@ def link_tables(model: Any) -> list[LinkTable]:
     for field in concrete._meta.get_fields(include_hidden=True):
         if not field.many_to_many:
             continue
-        if isinstance(field, models.ManyToManyField):  # declared on this model
-            m2m, column_name = field, field.m2m_field_name()
+        declared_here = isinstance(field, models.ManyToManyField)
+        m2m = field if declared_here else field.field
+        if declared_here:
+            column_name = m2m.m2m_field_name()
         else:  # declared elsewhere, pointing here
-            m2m, column_name = field.field, field.field.m2m_reverse_field_name()
+            column_name = m2m.m2m_reverse_field_name()
         through = m2m.remote_field.through
         if through is None or isinstance(through, str):  # apps still loading
             continue
-        link = LinkTable(through, through._meta.get_field(column_name))
+        link = LinkTable(
+            through,
+            through._meta.get_field(column_name),
+            declared_here,
+            through._meta.get_field(m2m.m2m_field_name()),
+        )
         if link not in tables:
             tables.append(link)
     return tables
@@ -112,6 +123,8 @@ def repoint_referrers(
     Point every row that referred to one of ``old_pks`` at the current
     version of the same object. Versioned referrers are re-pointed in place,
     on their current rows only: their historical rows keep what they saw.
+    Links declared on another model are re-pointed the same way: those of its
+    current rows, or all of them when it is not versioned.
     """
     for field in referring_fields(model):
         rows: models.QuerySet = models.QuerySet(model=field.model, using=using).filter(
@@ -119,9 +132,27 @@ def repoint_referrers(
         )
         if is_versioned(field.model):
             rows = rows.filter(valid_to__isnull=True)
-        rows.update(
-            **{field.attname: current_pk_of(model, OuterRef(OuterRef(field.attname)))}
+        repoint(rows, field, model)
+    for link in link_tables(model):
+        if link.declared_here:
+            continue
+        field = link.column_field
+        rows = models.QuerySet(model=link.through, using=using).filter(
+            **{f"{field.attname}__in": old_pks}
         )
+        declaring = link.declaring_field.related_model
+        if is_versioned(declaring):
+            current: models.QuerySet = models.QuerySet(
+                model=declaring, using=using
+            ).filter(valid_to__isnull=True)
+            rows = rows.filter(**{f"{link.declaring_field.attname}__in": current})
+        repoint(rows, field, model)
+
+
+def repoint(rows: models.QuerySet, field: Any, model: type[models.Model]) -> None:
+    rows.update(
+        **{field.attname: current_pk_of(model, OuterRef(OuterRef(field.attname)))}
+    )
 
 
 def follow_in_memory(
@@ -203,9 +234,11 @@ def copied_columns(link: LinkTable) -> list[str] | None:
 def copy_links(model: type[models.Model], using: str, from_pks: list[Any]) -> None:
     """
     Give the current version of each object whose row is in ``from_pks`` the
-    many-to-many links of that row, in both directions.
+    many-to-many links that row declares.
     """
     for link in link_tables(model):
+        if not link.declared_here:
+            continue
         if copied_columns(link) is None:
             copy_links_in_python(model, link, using, from_pks)
         else:
@@ -315,18 +348,12 @@ def remembered_referrers(target: Any, field: models.ForeignKey) -> list[models.M
     return found
 
 
-def follow_versioned_targets(model: type[models.Model]) -> None:
-    """
-    Give each key to a versioned model (pinned too) a remembering descriptor,
-    and check keys followed inside a transaction before the model is saved.
-    """
-    follows = False
-    for field in model._meta.local_fields:
-        if field.many_to_one and is_versioned(field.related_model):
-            follows = True
-            if type(model.__dict__.get(field.name)) is ForwardManyToOneDescriptor:
-                setattr(model, field.name, FollowingForwardDescriptor(field))
-    if follows:
+def check_followed_keys_of(model: type[models.Model]) -> None:
+    """Check the keys ``model`` followed inside a transaction before it is saved."""
+    if any(
+        field.many_to_one and is_versioned(field.related_model)
+        for field in model._meta.local_fields
+    ):
         pre_save.connect(
             transactions.check_followed_keys,
             sender=model,

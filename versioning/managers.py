@@ -9,17 +9,19 @@ QuerySet and Manager classes keep their methods through all of them.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.query import ModelIterable
 from django.utils import timezone
 
 from . import context, statements, writes
 from .exceptions import HistoricalVersionError, VersioningError
-from .tracking import remember_loaded_values
+from .joins import ALL, AS_OF, CURRENT, ROWS, VersionedQuery
+from .tracking import remember_loaded_values, remember_moment
 
 __all__ = [
     "AllVersionsManager",
@@ -31,8 +33,6 @@ __all__ = [
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
-#: The rows a queryset stands for.
-CURRENT, ALL, AS_OF, ROWS = "current", "all versions", "as of", "rows"
 READ_ONLY = {ALL: "Model.all_versions querysets", AS_OF: "as_of() querysets"}
 
 
@@ -72,17 +72,24 @@ class VersionedQuerySetMixin(_QuerySetBase):
     Querysets of history (``all_versions``, ``as_of()``) are read-only.
     """
 
-    versioning_scope = CURRENT
+    def __init__(
+        self,
+        model: type[models.Model] | None = None,
+        query: Any = None,
+        using: str | None = None,
+        hints: dict[str, Any] | None = None,
+    ) -> None:
+        # The query carries the scope, so that joins into other versioned
+        # models (written by the compiler) see the same versions.
+        super().__init__(model, query or VersionedQuery(model), using, hints)
 
-    def _clone(self) -> Self:
-        clone = super()._clone()  # type: ignore[misc]  # not in django-stubs
-        clone.versioning_scope = self.versioning_scope
-        return clone
+    @property
+    def versioning_scope(self) -> str:
+        return getattr(self._query, "versioning_scope", CURRENT)  # type: ignore[attr-defined]
 
-    def _with_scope(self, scope: str) -> Self:
-        clone = self._clone()
-        clone.versioning_scope = scope
-        return clone
+    @versioning_scope.setter
+    def versioning_scope(self, scope: str) -> None:
+        self._query.versioning_scope = scope  # type: ignore[attr-defined]
 
     def as_of(self, when: datetime.datetime) -> Self:
         """The versions that were current at ``when`` (an aware datetime)."""
@@ -91,7 +98,13 @@ class VersionedQuerySetMixin(_QuerySetBase):
                 "Call as_of() on the manager, before filtering: "
                 f"{self.model.__name__}.objects.as_of(when).filter(...)."
             )
-        return self._with_scope(AS_OF).filter(as_of_filter(when))
+        moment = as_of_filter(when)
+        clone = self._chain()  # type: ignore[attr-defined]  # not in django-stubs
+        clone.versioning_scope = AS_OF
+        clone.query.versioning_when = when
+        if clone._iterable_class is ModelIterable:
+            clone._iterable_class = AsOfModelIterable
+        return clone.filter(moment)
 
     def _refuse_history_writes(self) -> None:
         if self.versioning_scope in (ALL, AS_OF):
@@ -199,6 +212,26 @@ class VersionedQuerySetMixin(_QuerySetBase):
         identities = list(matched.distinct())
         rows = statements.plain_rows(self.model, self.db)
         return rows.filter(identity__in=identities).delete()
+
+
+class AsOfModelIterable(ModelIterable):
+    """
+    Objects read through ``as_of(when)`` remember ``when``, and so do the
+    objects select_related() brought with them: relations followed from them
+    answer as of that moment.
+    """
+
+    def __iter__(self) -> Iterator[models.Model]:
+        queryset: Any = self.queryset
+        when = queryset.query.versioning_when
+        known = {
+            id(obj)
+            for objs in queryset._known_related_objects.values()
+            for obj in objs.values()
+        }
+        for obj in super().__iter__():
+            remember_moment(obj, when, skip=known)
+            yield obj
 
 
 class VersionedQuerySet(VersionedQuerySetMixin, models.QuerySet):

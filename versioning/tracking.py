@@ -23,6 +23,7 @@ BOOKKEEPING_FIELD_NAMES = frozenset(
 WHO_AND_WHY_ATTNAMES = ("changed_by_id", "change_reason")
 
 LOADED_VALUES_ATTRIBUTE = "_loaded_values"
+MOMENT_ATTRIBUTE = "_versioning_as_of"
 ASSIGNED_ATTRIBUTE = "_versioning_assigned"
 
 
@@ -109,6 +110,32 @@ def remember_loaded_values(
     copy_mutable_values(type(instance), values)
     remembered.update(values)
     forget_assignments(instance, attnames)
+
+
+def moment_of(instance: Any) -> Any:
+    """The moment an object was read as of (``as_of(when)``), or None."""
+    return getattr(instance, "__dict__", {}).get(MOMENT_ATTRIBUTE)
+
+
+def remember_moment(
+    instance: models.Model, when: Any, skip: frozenset[int] | set[int] = frozenset()
+) -> None:
+    """
+    Mark an object read as of ``when``, and the related objects read with it
+    (select_related()), except the objects in ``skip`` (the owner a related
+    manager was asked from, which keeps its own moment).
+    """
+    if id(instance) in skip or instance.__dict__.get(MOMENT_ATTRIBUTE) is when:
+        return
+    instance.__dict__[MOMENT_ATTRIBUTE] = when
+    for related in instance._state.fields_cache.values():
+        if isinstance(related, models.Model):
+            remember_moment(related, when, skip)
+
+
+def forget_moment(instance: models.Model) -> None:
+    """A new version written from an object is current: it forgets its moment."""
+    instance.__dict__.pop(MOMENT_ATTRIBUTE, None)
 
 
 def changed_fields(

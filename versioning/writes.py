@@ -425,10 +425,11 @@ def insert_version(
 
 
 def fix_up_new_version(instance: Any, using: str, pending: PendingVersion) -> None:
-    """Re-point referrers of the replaced row and copy links to the new one."""
+    """Copy links to the new version and re-point referrers of the replaced row."""
     model = type(instance)
-    fixup.repoint_referrers(model, using, [pending.replaces_pk])
+    # Links first: a link to itself is copied, then re-pointed with the rest.
     fixup.copy_links(model, using, [pending.copy_links_from_pk])
+    fixup.repoint_referrers(model, using, [pending.replaces_pk])
 
 
 @contextmanager
@@ -596,5 +597,5 @@ def version_rows(
     if closed != len(pks):
         raise StaleVersionError(stale_message(model=model))
     insert_new_versions(model, using, pks, assignments)
-    fixup.repoint_referrers(model, using, pks)
     fixup.copy_links(model, using, pks)
+    fixup.repoint_referrers(model, using, pks)

@@ -249,3 +249,80 @@ class Page(Versioned):
 
     def __str__(self):
         return self.title
+
+
+class Comment(Versioned):
+    """A versioned referrer of a versioned model (page.comments)."""
+
+    page = models.ForeignKey(Page, on_delete=models.PROTECT, related_name="comments")
+    text = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.text
+
+
+class Directory(Versioned):
+    """CleanerVersion's directory tree: a versioned model pointing at itself."""
+
+    name = models.CharField(max_length=50)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class Wine(Versioned):
+    name = models.CharField(max_length=50)
+    vintage = models.IntegerField(default=2000)
+
+    def __str__(self):
+        return self.name
+
+
+class WineDrinker(Versioned):
+    """CleanerVersion's wine drinkers: a many-to-many between versioned models."""
+
+    name = models.CharField(max_length=50)
+    glasses = models.ManyToManyField(Wine, blank=True, related_name="drinkers")
+
+    def __str__(self):
+        return self.name
+
+
+class Poll(Versioned):
+    """django-simple-history's polls."""
+
+    question = models.CharField(max_length=200)
+
+    def __str__(self):
+        return self.question
+
+
+class Choice(Versioned):
+    poll = models.ForeignKey(Poll, on_delete=models.PROTECT, related_name="choices")
+    choice = models.CharField(max_length=200)
+    votes = models.IntegerField(default=0)
+
+    def __str__(self):
+        return self.choice
+
+
+class Place(Versioned):
+    """django-simple-history's places: a plain restaurant one-to-one with a place."""
+
+    name = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.name
+
+
+class Restaurant(models.Model):
+    place = models.OneToOneField(
+        Place, on_delete=models.PROTECT, related_name="restaurant"
+    )
+    rating = models.IntegerField(default=0)
+
+    def __str__(self):
+        return f"restaurant at {self.place_id}"

@@ -1,0 +1,249 @@
+"""
+Queries that cross a relation into a versioned model see the versions that
+belong to the query: the current rows (``objects``, and every plain model's
+queryset), the rows current at a moment (``as_of()``), or every row
+(``all_versions``).
+
+Django lets a relation add a condition to its joins (the hook generic
+relations use). Each key to or from a versioned model gets one: the joined
+table keeps its current rows. Versioned querysets carry their scope in their
+``VersionedQuery``, whose joins replace that condition for history: the rows
+current at the moment, matched by identity (a referrer re-pointed in place
+later still leads to the version that was current then), or every row.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import functools
+from typing import Any
+
+from django.db.models import Exists, F, OuterRef
+from django.db.models.lookups import GreaterThan, IsNull, LessThanOrEqual
+from django.db.models.sql.datastructures import Join
+from django.db.models.sql.query import Query
+from django.db.models.sql.where import AND, OR, WhereNode
+
+from .fields import PinnedForeignKey
+from .tracking import is_versioned
+
+__all__ = ["ALL", "AS_OF", "CURRENT", "ROWS", "VersionedQuery"]
+
+#: The rows a query stands for.
+CURRENT, ALL, AS_OF, ROWS = "current", "all versions", "as of", "rows"
+
+
+def current_rows(model: Any, alias: str) -> IsNull:
+    return IsNull(model._meta.get_field("valid_to").get_col(alias), True)
+
+
+def rows_at(model: Any, alias: str, when: datetime.datetime) -> WhereNode:
+    """valid_from <= when < valid_to, on the table joined as ``alias``."""
+    valid_from = model._meta.get_field("valid_from").get_col(alias)
+    valid_to = model._meta.get_field("valid_to").get_col(alias)
+    still_open: list[Any] = [GreaterThan(valid_to, when), IsNull(valid_to, True)]
+    started: list[Any] = [LessThanOrEqual(valid_from, when)]
+    return WhereNode([*started, WhereNode(still_open, OR)], AND)
+
+
+def joined_versions(
+    relation: Any, alias: str, scope: str, when: datetime.datetime | None
+) -> Any:
+    """
+    The condition that keeps the versions of the query's scope in the table
+    that ``relation`` (a key, or its reverse) joins as ``alias``.
+    """
+    model = relation.related_model
+    if not is_versioned(model) or scope in (ALL, ROWS):
+        return None
+    if isinstance(relation, PinnedForeignKey):
+        return None  # a pinned key names one version, whichever it is
+    if scope == AS_OF:
+        assert when is not None
+        return rows_at(model, alias, when)
+    return current_rows(model, alias)
+
+
+def both(*conditions: Any) -> Any:
+    present = [condition for condition in conditions if condition is not None]
+    if len(present) > 1:
+        return WhereNode(present, AND)
+    return present[0] if present else None
+
+
+def restrict_key_join(key: Any, alias: str | None, related_alias: str) -> Any:
+    """
+    The join hook of a key: ``alias`` is the target table joined from the
+    key's own table (``related_alias``). Django's exclude() asks with no
+    ``alias`` for the key's own table, the start of its subquery.
+    """
+    own = type(key).get_extra_restriction(key, alias, related_alias)
+    if alias is None:
+        return both(
+            own, joined_versions(key.remote_field, related_alias, CURRENT, None)
+        )
+    return both(own, joined_versions(key, alias, CURRENT, None))
+
+
+def restrict_reverse_join(reverse: Any, alias: str, related_alias: str) -> Any:
+    """The join hook of a key's reverse: ``alias`` is the key's own table."""
+    key = reverse.field
+    own = type(key).get_extra_restriction(key, related_alias, alias)
+    return both(own, joined_versions(reverse, alias, CURRENT, None))
+
+
+class IdentityMatch:
+    """
+    The key column of the referrer names a row of the target's identity:
+    ``target.identity = (identity of the row the key names)``, written from
+    whichever side is joined so that the joined side's index is used.
+    """
+
+    def __init__(
+        self, key: Any, referrer_alias: str, target_alias: str, *, reverse: bool
+    ):
+        self.key = key
+        self.referrer_alias = referrer_alias
+        self.target_alias = target_alias
+        self.reverse = reverse
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        quote = connection.ops.quote_name
+        meta = self.key.related_model._meta
+        named = quote(f"{self.target_alias}_named")
+        pk = f"{named}.{quote(meta.pk.column)}"
+        identity = f"{named}.{quote(meta.get_field('identity').column)}"
+        key_sql, key_params = compiler.compile(self.key.get_col(self.referrer_alias))
+        target_identity = meta.get_field("identity").get_col(self.target_alias)
+        identity_sql, identity_params = compiler.compile(target_identity)
+        table = quote(meta.db_table)
+        if self.reverse:
+            sql = (
+                f"{key_sql} IN (SELECT {pk} FROM {table} {named} "
+                f"WHERE {identity} = {identity_sql})"
+            )
+            return sql, [*key_params, *identity_params]
+        sql = (
+            f"{identity_sql} = (SELECT {identity} FROM {table} {named} "
+            f"WHERE {pk} = {key_sql})"
+        )
+        return sql, [*identity_params, *key_params]
+
+
+class ScopedJoinField:
+    """
+    Stands in for a join's field while the join is written for a history
+    scope: Django's own condition, the scope's rows of the joined table, and
+    the identity match that replaces the key equality.
+    """
+
+    def __init__(self, join: VersionedJoin, scope: str, when: Any, by_identity: bool):
+        self.join = join
+        self.scope = scope
+        self.when = when
+        self.by_identity = by_identity
+
+    def get_extra_restriction(self, alias: str, related_alias: str) -> Any:
+        relation: Any = self.join.join_field
+        key = key_of(relation)
+        if key is relation:
+            own = type(key).get_extra_restriction(key, alias, related_alias)
+            referrer_alias, target_alias, reverse = related_alias, alias, False
+        else:
+            own = type(key).get_extra_restriction(key, related_alias, alias)
+            referrer_alias, target_alias, reverse = alias, related_alias, True
+        match = None
+        if self.by_identity:
+            match = IdentityMatch(key, referrer_alias, target_alias, reverse=reverse)
+        return both(own, match, joined_versions(relation, alias, self.scope, self.when))
+
+
+def key_of(relation: Any) -> Any:
+    """The key behind a join: the field itself, or the field of its reverse."""
+    return (
+        relation if not relation.auto_created or relation.concrete else relation.field
+    )
+
+
+class VersionedJoin(Join):
+    """A join whose condition follows the scope of the query it is written for."""
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        query = compiler.query
+        scope = getattr(query, "versioning_scope", CURRENT)
+        if scope == CURRENT:
+            return super().as_sql(compiler, connection)
+        by_identity = scope == AS_OF and getattr(
+            key_of(self.join_field), "versioning_by_identity", False
+        )
+        join: Any = copy.copy(self)
+        join.join_field = ScopedJoinField(
+            self, scope, query.versioning_when, by_identity
+        )
+        if by_identity:
+            join.join_fields = join.join_cols = ()
+        return Join.as_sql(join, compiler, connection)
+
+
+class VersionedQuery(Query):
+    """The query of a versioned queryset: it knows which rows it stands for."""
+
+    join_class = VersionedJoin
+    versioning_scope = CURRENT
+    versioning_when: datetime.datetime | None = None
+
+    def split_exclude(
+        self, filter_expr: Any, can_reuse: Any, names_with_path: Any
+    ) -> Any:
+        if self.versioning_scope == CURRENT:
+            return super().split_exclude(filter_expr, can_reuse, names_with_path)
+        # Django starts its subquery at the related table and matches it by
+        # key; history is matched by identity, so the subquery starts here,
+        # with this query's scope, and matches the row itself.
+        inner: Any = self.__class__(self.model)
+        inner.versioning_scope = self.versioning_scope
+        inner.versioning_when = self.versioning_when
+        inner._filtered_relations = self._filtered_relations  # type: ignore[attr-defined]
+        lookup, value = filter_expr
+        if isinstance(value, OuterRef):
+            value = OuterRef(value)
+        elif isinstance(value, F):
+            value = OuterRef(value.name)  # type: ignore[attr-defined]
+        inner.add_filter(lookup, value)
+        inner.add_filter("pk", OuterRef("pk"))
+        inner.clear_ordering(force=True)
+        return self.build_filter(Exists(inner))  # type: ignore[arg-type]
+
+
+def scope_joins(all_models: list[Any]) -> None:
+    """
+    Give each key that touches a versioned model, and its reverse, the join
+    hook that keeps the joined table's scope.
+    """
+    exact_keys = {
+        m2m.remote_field.through._meta.get_field(m2m.m2m_field_name())
+        for model in all_models
+        for m2m in model._meta.local_many_to_many
+    }
+    for model in all_models:
+        for key in model._meta.local_fields:
+            if key.is_relation and (
+                is_versioned(key.model) or is_versioned(key.related_model)
+            ):
+                scope_key(key, by_identity=key not in exact_keys)
+
+
+def scope_key(key: Any, *, by_identity: bool) -> None:
+    key.get_extra_restriction = functools.partial(restrict_key_join, key)
+    key.remote_field.get_extra_restriction = functools.partial(
+        restrict_reverse_join, key.remote_field
+    )
+    # A link row names the exact version that declares it; every other key
+    # (but a pinned one) follows its target from version to version.
+    key.versioning_by_identity = (
+        by_identity
+        and is_versioned(key.related_model)
+        and not isinstance(key, PinnedForeignKey)
+        and key.target_field.primary_key
+    )
