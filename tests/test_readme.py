@@ -45,13 +45,20 @@ USERS_APP = "pages"
 pytestmark = pytest.mark.django_db
 
 
+def section_blocks(heading: str) -> list[str]:
+    """The Python code blocks of one README section, in order."""
+    text = README.read_text()
+    start = text.index(f"\n{heading}\n")
+    level = heading.split(" ")[0]
+    ends = [text.find(f"\n{marker} ", start + 1) for marker in ("##", level)]
+    end = min((e for e in ends if e != -1), default=len(text))
+    section = text[start:end]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
 def quickstart_blocks() -> list[str]:
     """The Python code blocks of the README's Quickstart section, in order."""
-    text = README.read_text()
-    start = text.index(f"\n{HEADING}\n")
-    end = text.find("\n## ", start + len(HEADING) + 2)
-    section = text[start : end if end != -1 else len(text)]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    return section_blocks(HEADING)
 
 
 def block_for(first_line: str) -> str:
@@ -66,9 +73,9 @@ def shell_block() -> str:
     return shell[0]
 
 
-def without_users_imports(code: str) -> str:
-    """``code`` without the lines that import the user's own ``pages`` app."""
-    pattern = re.compile(rf"^(from {USERS_APP}[.\s]|import {USERS_APP}\b)")
+def without_users_imports(code: str, app: str = USERS_APP) -> str:
+    """``code`` without the lines that import the user's own app."""
+    pattern = re.compile(rf"^(from {app}[.\s]|import {app}\b)")
     kept = [line for line in code.splitlines() if not pattern.match(line)]
     assert len(kept) < len(code.splitlines()), "the block imports from pages"
     return "\n".join(kept) + "\n"
@@ -182,3 +189,38 @@ def test_the_quickstart_view_routes_by_identity(page_model):
 
     with pytest.raises(Http404):
         namespace["page_detail"](request, identity=page_model().identity)
+
+
+RELATIONS = "### Relations"
+
+
+@pytest.fixture(scope="module")
+def blog_models(django_db_setup, django_db_blocker):
+    """The Relations section's Author and Post, defined by its own block."""
+    [models_block] = [b for b in section_blocks(RELATIONS) if b.startswith("# blog/")]
+    namespace = {"__name__": MODULE}
+    with isolate_apps("versioning", "django.contrib.auth") as registry:
+        registry.register_model("auth", get_user_model())
+        exec(compile(models_block, "README.md", "exec"), namespace)
+    models = namespace["Author"], namespace["Post"]
+    with django_db_blocker.unblock():
+        with connection.schema_editor() as editor:
+            for model in models:
+                editor.create_model(model)
+        try:
+            yield models
+        finally:
+            with connection.schema_editor() as editor:
+                for model in reversed(models):
+                    editor.delete_model(model)
+
+
+def test_the_relations_time_travel_example_runs_and_its_comments_hold(blog_models):
+    """Models defined after start-up (as here) get scoped joins and time travel too."""
+    author, post = blog_models
+    [shell] = [b for b in section_blocks(RELATIONS) if b.startswith("from django")]
+    namespace = {"__name__": "readme_relations", "Author": author, "Post": post}
+    checked = run_checking_comments(without_users_imports(shell, "blog"), namespace)
+    assert checked >= 8
+
+    assert post.all_versions.count() == 2 and author.all_versions.count() == 2

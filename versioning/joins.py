@@ -228,9 +228,9 @@ def scope_joins(all_models: list[Any]) -> None:
     }
     for model in all_models:
         for key in model._meta.local_fields:
-            if key.is_relation and (
-                is_versioned(key.model) or is_versioned(key.related_model)
-            ):
+            if not key.is_relation or isinstance(key.related_model, str):
+                continue  # not a relation, or one whose model is not defined yet
+            if is_versioned(key.model) or is_versioned(key.related_model):
                 scope_key(key, by_identity=key not in exact_keys)
 
 
