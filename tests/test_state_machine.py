@@ -57,8 +57,12 @@ class VersioningMachine(RuleBasedStateMachine):
     def record(self):
         moment = timezone.now()
         # A versioned referrer's current row is re-pointed in place, so at
-        # any moment it refers to the same object, maybe a newer version.
-        review_targets = dict(Review.objects.values_list("identity", "item__identity"))
+        # any moment it refers to the same object, maybe a newer version; as
+        # of a moment when that object was deleted, it refers to nothing.
+        review_targets = {
+            review: item if item in self.current else None
+            for review, item in Review.objects.values_list("identity", "item__identity")
+        }
         self.snapshots.append((moment, dict(self.current), review_targets))
         while timezone.now() <= moment:  # the next write happens strictly later
             pass

@@ -19,7 +19,7 @@ import datetime
 import functools
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef
+from django.db.models import BooleanField, Exists, Expression, F, OuterRef
 from django.db.models.lookups import GreaterThan, IsNull, LessThanOrEqual
 from django.db.models.sql.datastructures import Join
 from django.db.models.sql.query import Query
@@ -53,6 +53,13 @@ def joined_versions(
     """
     The condition that keeps the versions of the query's scope in the table
     that ``relation`` (a key, or its reverse) joins as ``alias``.
+
+    Following a key of an ordinary model to its target is left alone for
+    current rows: the fixup keeps current referrers on current rows, a key
+    left on a deleted object's last row names that row (as ``obj.key``
+    does), and so select_related(), values() and order_by() never lose a
+    row. Link rows of a many-to-many table belong to versions of the
+    declaring object, so the keys of a through table are always scoped.
     """
     model = relation.related_model
     if not is_versioned(model) or scope in (ALL, ROWS):
@@ -62,6 +69,8 @@ def joined_versions(
     if scope == AS_OF:
         assert when is not None
         return rows_at(model, alias, when)
+    if relation.concrete and not getattr(relation, "versioning_link_key", False):
+        return None
     return current_rows(model, alias)
 
 
@@ -81,7 +90,9 @@ def restrict_key_join(key: Any, alias: str | None, related_alias: str) -> Any:
     own = type(key).get_extra_restriction(key, alias, related_alias)
     if alias is None:
         return both(
-            own, joined_versions(key.remote_field, related_alias, CURRENT, None)
+            own,
+            joined_versions(key.remote_field, related_alias, CURRENT, None),
+            current_links(key, related_alias),
         )
     return both(own, joined_versions(key, alias, CURRENT, None))
 
@@ -90,33 +101,95 @@ def restrict_reverse_join(reverse: Any, alias: str, related_alias: str) -> Any:
     """The join hook of a key's reverse: ``alias`` is the key's own table."""
     key = reverse.field
     own = type(key).get_extra_restriction(key, related_alias, alias)
-    return both(own, joined_versions(reverse, alias, CURRENT, None))
+    return both(
+        own,
+        joined_versions(reverse, alias, CURRENT, None),
+        current_links(key, alias),
+    )
 
 
-class IdentityMatch:
+def current_links(key: Any, alias: str) -> Any:
+    """
+    Joined from one side into a many-to-many table (as ``alias``), keep the
+    links whose other side is a current row. Django reads a link's other
+    key in place of joining the other table when that is all a lookup
+    needs (``isnull``, ``Count()``, ``values()``), so the link rows are
+    scoped themselves.
+    """
+    other = getattr(key, "versioning_other_link_key", None)
+    if other is None or not is_versioned(other.related_model):
+        return None
+    if isinstance(other, PinnedForeignKey):
+        return None
+    return CurrentRowKey(other, alias)
+
+
+class CurrentRowKey(Expression):
+    """``key`` (on the table joined as ``alias``) names a current row."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, key: Any, alias: str):
+        super().__init__()
+        self.key = key
+        self.key_column = key.get_col(alias)
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.key_column]
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        [self.key_column] = exprs
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        if getattr(compiler.query, "versioning_exact_links", False):
+            return "1 = 1", []  # an owner's related manager asks for its own links
+        quote = connection.ops.quote_name
+        meta = self.key.related_model._meta
+        key_sql, params = compiler.compile(self.key_column)
+        column = quote(self.key.target_field.column)
+        valid_to = quote(meta.get_field("valid_to").column)
+        sql = (
+            f"{key_sql} IN (SELECT {column} FROM {quote(meta.db_table)} "
+            f"WHERE {valid_to} IS NULL)"
+        )
+        return sql, list(params)
+
+
+class IdentityMatch(Expression):
     """
     The key column of the referrer names a row of the target's identity:
     ``target.identity = (identity of the row the key names)``, written from
     whichever side is joined so that the joined side's index is used.
     """
 
+    conditional = True
+    output_field = BooleanField()
+
     def __init__(
         self, key: Any, referrer_alias: str, target_alias: str, *, reverse: bool
     ):
+        super().__init__()
         self.key = key
-        self.referrer_alias = referrer_alias
-        self.target_alias = target_alias
+        self.key_column = key.get_col(referrer_alias)
+        identity = key.related_model._meta.get_field("identity")
+        self.target_identity = identity.get_col(target_alias)
         self.reverse = reverse
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def get_source_expressions(self) -> list[Any]:
+        return [self.key_column, self.target_identity]
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        self.key_column, self.target_identity = exprs
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
         quote = connection.ops.quote_name
         meta = self.key.related_model._meta
-        named = quote(f"{self.target_alias}_named")
+        named = quote(f"{self.target_identity.alias}_named")
         pk = f"{named}.{quote(meta.pk.column)}"
         identity = f"{named}.{quote(meta.get_field('identity').column)}"
-        key_sql, key_params = compiler.compile(self.key.get_col(self.referrer_alias))
-        target_identity = meta.get_field("identity").get_col(self.target_alias)
-        identity_sql, identity_params = compiler.compile(target_identity)
+        key_sql, key_params = compiler.compile(self.key_column)
+        identity_sql, identity_params = compiler.compile(self.target_identity)
         table = quote(meta.db_table)
         if self.reverse:
             sql = (
@@ -193,6 +266,28 @@ class VersionedQuery(Query):
     versioning_scope = CURRENT
     versioning_when: datetime.datetime | None = None
 
+    def is_nullable(self, field: Any) -> bool:
+        # As of a moment, a key's target may not have existed yet (or any
+        # more): joins that select through it are outer joins, so that no row
+        # is lost for it; filters still make them inner joins.
+        if self.versioning_scope == AS_OF and getattr(
+            field, "versioning_by_identity", False
+        ):
+            return True
+        return super().is_nullable(field)
+
+    def trim_joins(self, targets: Any, joins: Any, path: Any) -> Any:
+        # Django reads a key in place of joining the table it names when that
+        # is enough; as of a moment, the key may name another version than
+        # the one current then, so a versioned table at the end stays joined.
+        if (
+            self.versioning_scope == AS_OF
+            and path
+            and is_versioned(path[-1].to_opts.model)
+        ):
+            return targets, joins[-1], joins
+        return super().trim_joins(targets, joins, path)
+
     def split_exclude(
         self, filter_expr: Any, can_reuse: Any, names_with_path: Any
     ) -> Any:
@@ -221,16 +316,33 @@ def scope_joins(all_models: list[Any]) -> None:
     Give each key that touches a versioned model, and its reverse, the join
     hook that keeps the joined table's scope.
     """
+    many_to_many = [
+        m2m for model in all_models for m2m in model._meta.local_many_to_many
+    ]
+    for m2m in many_to_many:
+        through = m2m.remote_field.through
+        if isinstance(through, str):
+            continue  # not defined yet
+        one = through._meta.get_field(m2m.m2m_field_name())
+        other = through._meta.get_field(m2m.m2m_reverse_field_name())
+        one.versioning_other_link_key = other
+        other.versioning_other_link_key = one
+    through_models = {m2m.remote_field.through for m2m in many_to_many}
     exact_keys = {
         m2m.remote_field.through._meta.get_field(m2m.m2m_field_name())
-        for model in all_models
-        for m2m in model._meta.local_many_to_many
+        for m2m in many_to_many
     }
     for model in all_models:
         for key in model._meta.local_fields:
             if not key.is_relation or isinstance(key.related_model, str):
                 continue  # not a relation, or one whose model is not defined yet
-            if is_versioned(key.model) or is_versioned(key.related_model):
+            other = getattr(key, "versioning_other_link_key", None)
+            if (
+                is_versioned(key.model)
+                or is_versioned(key.related_model)
+                or (other is not None and is_versioned(other.related_model))
+            ):
+                key.versioning_link_key = model in through_models
                 scope_key(key, by_identity=key not in exact_keys)
 
 

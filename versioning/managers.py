@@ -216,20 +216,22 @@ class VersionedQuerySetMixin(_QuerySetBase):
 
 class AsOfModelIterable(ModelIterable):
     """
-    Objects read through ``as_of(when)`` remember ``when``, and so do the
-    objects select_related() brought with them: relations followed from them
-    answer as of that moment.
+    Objects read as of a moment remember it, and so do the objects
+    select_related() brought with them: relations followed from them answer
+    as of that moment. Objects read from an owner's related manager get the
+    owner in their cache, without their key being touched.
     """
 
     def __iter__(self) -> Iterator[models.Model]:
-        queryset: Any = self.queryset
-        when = queryset.query.versioning_when
-        known = {
-            id(obj)
-            for objs in queryset._known_related_objects.values()
-            for obj in objs.values()
-        }
+        query: Any = self.queryset.query
+        when = query.versioning_when
+        key, owner = getattr(query, "versioning_owner", (None, None))
+        known = {id(owner)}
+        for objs in self.queryset._known_related_objects.values():  # type: ignore[attr-defined]
+            known.update(id(obj) for obj in objs.values())
         for obj in super().__iter__():
+            if key is not None and not key.is_cached(obj):
+                key.set_cached_value(obj, owner)
             remember_moment(obj, when, skip=known)
             yield obj
 

@@ -25,10 +25,13 @@ from django.db.models.fields.related_descriptors import (
     ReverseManyToOneDescriptor,
     ReverseOneToOneDescriptor,
 )
+from django.db.models.query import ModelIterable
 from django.utils.functional import cached_property
 
 from .exceptions import HistoricalVersionError
+from .fields import PinnedForeignKey
 from .fixup import FollowingForwardDescriptor
+from .managers import AsOfModelIterable
 from .tracking import (
     bookkeeping_attnames,
     is_versioned,
@@ -108,6 +111,8 @@ class TimeTravellingReverseOneToOneDescriptor(ReverseOneToOneDescriptor):
                 self.related.related_model, self.related.field.name, instance, when
             )
             rel_obj = next(iter(queryset[:1]), None)
+            if rel_obj is not None:
+                self.related.field.set_cached_value(rel_obj, instance)
             self.related.set_cached_value(instance, rel_obj)
         if rel_obj is None:
             raise self.RelatedObjectDoesNotExist(
@@ -117,20 +122,32 @@ class TimeTravellingReverseOneToOneDescriptor(ReverseOneToOneDescriptor):
 
 
 def related_as_of(
-    model: Any, lookup: str, owner: Any, when: datetime.datetime | None
+    model: Any,
+    lookup: str,
+    owner: Any,
+    when: datetime.datetime,
+    key: models.ForeignKey | None = None,
 ) -> models.QuerySet:
     """
     ``model``'s objects related to ``owner`` through ``lookup``: as of
     ``when`` if ``model`` is versioned, matched by the owner's identity if
-    the owner is versioned.
+    the owner is versioned. The objects remember ``when``, and those that
+    hold ``key`` to an owner read as of ``when`` get it in their cache.
     """
     manager = model._default_manager.db_manager(
         router.db_for_read(model, instance=owner)
     )
     queryset = manager.as_of(when) if is_versioned(model) else manager.all()
     if is_versioned(type(owner)):
-        return queryset.filter(**{f"{lookup}__identity": owner.identity})
-    return queryset.filter(**{lookup: owner})
+        queryset = queryset.filter(**{f"{lookup}__identity": owner.identity})
+    else:
+        queryset = queryset.filter(**{lookup: owner})
+    queryset.query.versioning_when = when
+    if key is not None and moment_of(owner) == when:
+        queryset.query.versioning_owner = (key, owner)
+    if queryset._iterable_class is ModelIterable:
+        queryset._iterable_class = AsOfModelIterable
+    return queryset
 
 
 class TimeTravellingManagerMixin:
@@ -150,12 +167,13 @@ class TimeTravellingManagerMixin:
     def get_queryset(self) -> models.QuerySet:
         when = moment_of(self.instance)
         if when is None or not self.follows_identity():
-            return super().get_queryset()  # type: ignore[misc]
+            return self.exact_links(super().get_queryset())  # type: ignore[misc]
         try:
             return self.instance._prefetched_objects_cache[self.owner_cache_name()]
         except (AttributeError, KeyError):
+            key = getattr(self, "field", None)  # reverse foreign keys only
             return related_as_of(
-                self.model, self.lookup_to_owner(), self.instance, when
+                self.model, self.lookup_to_owner(), self.instance, when, key
             )
 
     def get_prefetch_querysets(
@@ -163,7 +181,8 @@ class TimeTravellingManagerMixin:
     ) -> PrefetchQuerysets:
         when = moment_of(instances[0])
         if when is None or not self.follows_identity():
-            return super().get_prefetch_querysets(instances, querysets)  # type: ignore[misc]
+            found = super().get_prefetch_querysets(instances, querysets)  # type: ignore[misc]
+            return (self.exact_links(found[0]), *found[1:])
         lookup = self.lookup_to_owner()
         if querysets:
             queryset = querysets[0]
@@ -186,12 +205,25 @@ class TimeTravellingManagerMixin:
             False,
         )
 
+    def exact_links(self, queryset: Any) -> Any:
+        """
+        The links of a versioned owner that declares them are exactly its
+        row's, current or not: they are not narrowed to current rows.
+        """
+        if getattr(self, "reverse", True) is False and is_versioned(
+            type(self.instance)
+        ):
+            queryset.query.versioning_exact_links = True
+        return queryset
+
     def follows_identity(self) -> bool:
         """
         Whether the related objects are found by the owner's identity: when
         the owner is versioned, unless it declares the links to a plain
-        model (its own links are exactly its row's).
+        model (its own links are exactly its row's) or they pin versions.
         """
+        if isinstance(getattr(self, "field", None), PinnedForeignKey):
+            return False  # lines pinned to this very version
         owner_declares = getattr(self, "reverse", True) is False
         return is_versioned(type(self.instance)) and (
             is_versioned(self.model) or not owner_declares

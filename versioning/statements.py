@@ -17,7 +17,12 @@ from django.db.models.functions import Cast, Greatest
 from . import fixup
 from .context import who_and_why
 from .exceptions import HistoricalVersionError
-from .tracking import bookkeeping_attnames, is_expression, remember_loaded_values
+from .tracking import (
+    bookkeeping_attnames,
+    forget_moment,
+    is_expression,
+    remember_loaded_values,
+)
 
 #: Rows handled per statement by the set-based writes; memory stays flat.
 BATCH_SIZE = 2000
@@ -233,6 +238,7 @@ def adopt_new_versions(
                 del obj._state.fields_cache["changed_by"]
         # Only the listed fields were written; other edits stay pending.
         remember_loaded_values(obj, [*attnames, *(f.attname for f in targets)])
+        forget_moment(obj)
 
 
 def new_row_expressions(

@@ -53,6 +53,7 @@ from .tracking import (
     bookkeeping_attnames,
     changed_fields,
     data_fields,
+    forget_moment,
     is_expression,
     loaded_values,
     remember_loaded_values,
@@ -110,6 +111,7 @@ def save_version(instance: Any, using: str) -> None:
                 previous=previous,
             )
     remember_loaded_values(instance)
+    forget_moment(instance)  # the new version is current, whenever it was read
     confirmation = transactions.commit_confirmation(using)
     transactions.remember_written_row(instance, confirmation)
     fixup.follow_in_memory(instance, old_pk, confirmation)
@@ -136,6 +138,7 @@ def restore_version(instance: Any, using: str) -> Any:
             raise StaleVersionError(stale_message(latest)) from error
         raise
     remember_loaded_values(restored)
+    forget_moment(restored)
     transactions.remember_written_row(restored, transactions.commit_confirmation(using))
     return restored
 
