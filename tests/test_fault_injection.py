@@ -13,6 +13,7 @@ from tests.factories import (
     OrderFactory,
     ReviewFactory,
     TagFactory,
+    link_as_given,
 )
 from tests.testapp.models import (
     Bundle,
@@ -82,7 +83,7 @@ def related_world():
     item = ItemFactory(name="lamp", price=10)
     OrderFactory(item=item)
     ReviewFactory(item=item)
-    item.tags.add(TagFactory())
+    link_as_given(item, "tags", TagFactory())
     Supply.objects.create(item=item, supplier=Supplier.objects.create(name="s"))
     Bundle.objects.create(name="b").items.add(item)
     return Item.objects.prefetch_related("orders").get(pk=item.pk)
@@ -187,7 +188,7 @@ def item_world(name, tags=1, referrers=True):
     else:
         order = OrderFactory(item=item)
         ReviewFactory(item=item)
-    item.tags.add(*[TagFactory() for _ in range(tags)])
+    link_as_given(item, "tags", *[TagFactory() for _ in range(tags)])
     Supply.objects.create(item=item, supplier=Supplier.objects.create(name=name))
     Bundle.objects.create(name=name).items.add(item)
     return order and order.pk

@@ -504,8 +504,8 @@ def test_as_of_annotated_count_across_many_to_many_counts_the_links_then():
 
 def test_as_of_many_to_many_with_plain_models_sees_the_links_then():
     item = ItemFactory(name="old name")
+    item.tags.add(TagFactory(name="red"))  # a new version with the link
     first_pk = item.pk
-    item.tags.add(TagFactory(name="red"))
     bundle = Bundle.objects.create(name="box")
     bundle.items.add(item)
     at = timezone.now()

@@ -49,9 +49,9 @@ def test_update_keeps_unchanged_columns_and_accepts_functions():
 
 def test_update_follows_referrers_and_copies_links():
     item = ItemFactory()
+    item.tags.add(TagFactory())
     order, line = OrderFactory(item=item), OrderLineFactory(item=item)
     review = ReviewFactory(item=item)
-    item.tags.add(TagFactory())
     Item.objects.filter(pk=item.pk).update(price=5)
     current = item.current_version()
     assert Order.objects.get(pk=order.pk).item_id == current.pk

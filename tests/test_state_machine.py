@@ -138,7 +138,7 @@ class VersioningMachine(RuleBasedStateMachine):
         chosen = data.draw(st.sampled_from(versions))
         latest_pk = versions[-1].pk
         restored = chosen.restore()
-        # Restoring data the current version already has writes nothing.
+        # Restoring the data and links the current version has writes nothing.
         if restored.pk != latest_pk:
             self.links[restored.pk] = self.links[chosen.pk]
         self.current[identity] = int(chosen.price)
@@ -150,8 +150,9 @@ class VersioningMachine(RuleBasedStateMachine):
     def tag(self, data, tag):
         identity = data.draw(st.sampled_from(self.stable(self.current)))
         item = self.current_row(identity)
-        item.tags.add(self.tags[tag])  # in place, on the current version
-        self.links[item.pk] = self.links[item.pk] | {self.tags[tag].name}
+        before = self.links[item.pk]
+        item.tags.add(self.tags[tag])  # a new version, if the link is new
+        self.links[item.pk] = before | {self.tags[tag].name}
         self.record()
 
     @precondition(lambda self: self.current)

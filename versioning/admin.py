@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy
 
 import versioning
 
+from . import links
 from .admin_filters import (
     AS_OF_PARAMETER,
     STATUS_PARAMETER,
@@ -241,17 +242,28 @@ class VersionedAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Any, form: Any, change: bool
     ) -> None:
         # The form's save(commit=False) has put its reason on obj.
-        version_before = obj.version if change else None
+        form._versioning_version_before = obj.version if change else None
         with versioning.changes(user=request.user):
             obj.save()
-        if change and obj.version != version_before:
+
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: Any, change: bool
+    ) -> None:
+        # The links are saved here, into the version save_model() made (or
+        # into one new version if only links changed): say which, after both.
+        with versioning.changes(user=request.user):
+            super().save_related(request, form, formsets, change)
+        if not change:
+            return
+        obj = form.instance
+        if obj.version != form._versioning_version_before:
             self.message_user(
                 request, _("Saved as version %(version)s.") % {"version": obj.version}
             )
-        elif change:
+        else:
             self.message_user(
                 request,
-                _("No field changed, so no new version was made."),
+                _("Nothing changed, so no new version was made."),
                 messages.INFO,
             )
 
@@ -553,6 +565,7 @@ def history_entries(page: list[Any], latest: Any = None) -> list[dict[str, Any]]
     previous_of_last = (
         page[-1].previous_version() if page and page[-1].version > 1 else None
     )
+    links.prefetch_links([*page, previous_of_last])
     for index, version in enumerate(page):
         previous = page[index + 1] if index + 1 < len(page) else previous_of_last
         if previous is not None and previous.version != version.version - 1:

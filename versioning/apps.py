@@ -3,11 +3,12 @@ from typing import Any
 from django.apps import AppConfig, apps
 from django.apps.registry import Apps
 from django.db.models.fields.related import lazy_related_operation
-from django.db.models.signals import class_prepared, m2m_changed
+from django.db.models.signals import class_prepared, m2m_changed, post_save
 from django.utils.translation import gettext_lazy as _
 
 from .fixup import check_followed_keys_of
 from .joins import scope_joins
+from .links import remember_raw_save
 from .related import version_related_descriptors
 from .transactions import check_links_owner
 
@@ -19,6 +20,7 @@ class VersioningConfig(AppConfig):
 
     def ready(self) -> None:
         m2m_changed.connect(check_links_owner, dispatch_uid="versioning.links_owner")
+        post_save.connect(remember_raw_save, dispatch_uid="versioning.raw_links")
         wire_relations(apps)
         class_prepared.connect(wire_model_defined_later, dispatch_uid="versioning.wire")
 

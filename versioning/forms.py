@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
+from . import links
 from .exceptions import StaleVersionError
 from .models import Versioned
 
@@ -200,6 +201,9 @@ class VersionedModelForm(forms.ModelForm):
         if reason:
             # A value assigned on the instance wins over a changes() block.
             self.instance.change_reason = reason
+        self._version_before_save = (
+            None if self.instance._state.adding else self.instance.version
+        )
         if not commit:
             return super().save(commit=False)
         using = router.db_for_write(type(self.instance), instance=self.instance)
@@ -212,6 +216,14 @@ class VersionedModelForm(forms.ModelForm):
             if loaded is not None:
                 self.add_error(None, self._conflict_error(loaded))
             raise
+
+    def _save_m2m(self) -> None:
+        # The fields and the links of one form are one version: the one the
+        # save just made, or else the one the first change of links makes.
+        before = getattr(self, "_version_before_save", None)
+        made = before is None or self.instance.version != before
+        with links.one_version(self.instance, made=made):
+            super()._save_m2m()  # type: ignore[misc]
 
 
 def versionedmodelform_factory(

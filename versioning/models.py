@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import checks, fixup, schema, transactions, writes
 from .exceptions import HistoricalVersionError
+from .links import link_changes
 from .managers import (
     AllVersionsManager,
     CurrentManager,
@@ -163,7 +164,8 @@ class Versioned(models.Model):
     def diff(self, other: Versioned) -> dict[str, tuple[Any, Any]]:
         """
         The data fields whose values differ between this version and
-        ``other``, as ``{field name: (value here, value in other)}``.
+        ``other``, as ``{field name: (value here, value in other)}``; for a
+        many-to-many field this model declares, the two versions' ``Links``.
         """
         if not isinstance(other, Versioned) or (
             other._meta.concrete_model is not self._meta.concrete_model
@@ -172,13 +174,14 @@ class Versioned(models.Model):
                 f"diff() compares two versions of one {self._meta.object_name}; "
                 f"got {other!r}."
             )
-        return {
+        changes = {
             field.name: (field.value_from_object(self), field.value_from_object(other))
             for field in data_fields(type(self))
             if values_differ(
                 field, field.value_from_object(self), field.value_from_object(other)
             )
         }
+        return changes | link_changes(self, other)
 
     def _identity_versions(self) -> VersionedQuerySet:
         return (

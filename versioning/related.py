@@ -6,15 +6,14 @@ relation:
   (a foreign key, a one-to-one, a reverse or many-to-many manager, and their
   prefetch_related()) answer as of ``when``, found by identity; ``as_of()``
   on a related manager stays within the relation.
-- Reverse foreign-key managers (``team.player_set``) of versioned referrers:
-  ``add()`` and ``remove()`` make the objects passed new versions, in the
-  database and in memory, instead of rewriting their rows in place.
+- Writes through reverse and many-to-many managers make new versions (the
+  rules are in versioning.related_writes).
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from django.db import models, router
@@ -28,15 +27,20 @@ from django.db.models.fields.related_descriptors import (
 from django.db.models.query import ModelIterable
 from django.utils.functional import cached_property
 
-from .exceptions import HistoricalVersionError
 from .fields import PinnedForeignKey
 from .fixup import FollowingForwardDescriptor
 from .managers import AsOfModelIterable
+from .related_writes import (
+    add_links,
+    add_referrers,
+    clear_links,
+    remove_links,
+    remove_referrers,
+    set_links,
+)
 from .tracking import (
-    bookkeeping_attnames,
     is_versioned,
     moment_of,
-    remember_loaded_values,
 )
 
 #: The annotation that tells a prefetched object which owner it belongs to.
@@ -246,9 +250,9 @@ class VersionedReverseManyToOneDescriptor(ReverseManyToOneDescriptor):
         manager_cls = super().related_manager_cls
         methods: dict[str, Any] = {}
         if is_versioned(self.rel.related_model):
-            methods["add"] = add
+            methods["add"] = add_referrers
             if hasattr(manager_cls, "remove"):  # only for nullable keys
-                methods["remove"] = remove
+                methods["remove"] = remove_referrers
         return type(
             f"Versioned{manager_cls.__name__}",
             (TimeTravellingManagerMixin, manager_cls),
@@ -260,79 +264,17 @@ class VersionedManyToManyDescriptor(ManyToManyDescriptor):
     @cached_property
     def related_manager_cls(self) -> type[Any]:
         manager_cls = super().related_manager_cls
+        methods = {
+            "add": add_links,
+            "remove": remove_links,
+            "clear": clear_links,
+            "set": set_links,
+        }
         return type(
             f"Versioned{manager_cls.__name__}",
             (TimeTravellingManagerMixin, manager_cls),
-            {},
+            methods,
         )
-
-
-def add(self: Any, *objs: Any, bulk: bool = True) -> None:
-    if not bulk:
-        return super(type(self), self).add(*objs, bulk=False)
-    self._check_fk_val()
-    db = router.db_for_write(self.model, instance=self.instance)
-    for obj in objs:
-        check_instance(self, obj)
-        if obj._state.adding or obj._state.db != db:
-            raise ValueError(
-                f"{obj!r} instance isn't saved. Use bulk=False or save the object "
-                "first."
-            )
-    self._remove_prefetched_objects()
-    write_key(self, db, objs, self.instance)
-
-
-add.alters_data = True  # type: ignore[attr-defined]
-
-
-def remove(self: Any, *objs: Any, bulk: bool = True) -> None:
-    if not bulk or not objs:
-        return super(type(self), self).remove(*objs, bulk=bulk)
-    self._check_fk_val()
-    value = self.field.get_foreign_related_value(self.instance)
-    for obj in objs:
-        check_instance(self, obj)
-        if self.field.get_local_related_value(obj) != value:
-            raise self.field.remote_field.model.DoesNotExist(
-                f"{obj!r} is not related to {self.instance!r}."
-            )
-    self._remove_prefetched_objects()
-    write_key(self, router.db_for_write(self.model, instance=self.instance), objs, None)
-
-
-remove.alters_data = True  # type: ignore[attr-defined]
-
-
-def check_instance(manager: Any, obj: Any) -> None:
-    if not isinstance(obj, manager.model):
-        raise TypeError(
-            f"'{manager.model._meta.object_name}' instance expected, got {obj!r}"
-        )
-
-
-def write_key(manager: Any, db: str, objs: Iterable[Any], target: Any) -> None:
-    """Set the key on each object and write it as a new version (bulk_update)."""
-    if target is not None and getattr(target, "valid_to", None) is not None:
-        raise HistoricalVersionError(
-            f"{target!r} is a historical version: nothing can be added to it. "
-            "Use the current version (obj.current_version())."
-        )
-    field = manager.field
-    # Like Django, the same object may be passed more than once.
-    by_identity: dict[Any, list] = {}
-    for obj in objs:
-        setattr(obj, field.name, target)
-        twins = by_identity.setdefault(obj.identity, [])
-        if not any(twin is obj for twin in twins):
-            twins.append(obj)
-    written = [twins[0] for twins in by_identity.values()]
-    manager.model._base_manager.using(db).bulk_update(written, [field.name])
-    for first, *others in by_identity.values():
-        for twin in others:
-            attnames = [*bookkeeping_attnames(type(first)), field.attname]
-            twin.__dict__.update({a: first.__dict__[a] for a in attnames})
-            remember_loaded_values(twin, attnames)
 
 
 def version_related_descriptors(model: Any) -> None:

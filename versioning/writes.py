@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from . import context, fixup, schema, transactions
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
+from .links import link_changes
 from .signals import version_created
 from .statements import (
     adopt_new_versions,
@@ -84,10 +85,13 @@ def create_first_version(instance: Any, using: str) -> None:
     transactions.remember_written_row(instance, transactions.commit_confirmation(using))
 
 
-def save_version(instance: Any, using: str) -> None:
-    """Make the loaded current version's changes a new version, if it has any."""
+def save_version(instance: Any, using: str, *, links_changed: bool = False) -> None:
+    """
+    Make the loaded current version's changes a new version, if it has any
+    (or if its many-to-many links are about to change: ``links_changed``).
+    """
     transactions.check_written_row(instance)
-    if not has_data_changes(instance, using):
+    if not links_changed and not has_data_changes(instance, using):
         return
     # A new version never loses data the caller did not load.
     load_deferred_fields(instance, using)
@@ -312,7 +316,7 @@ def versions_differ(one: Any, other: Any) -> bool:
     return any(
         values_differ(f, f.value_from_object(one), f.value_from_object(other))
         for f in data_fields(type(one))
-    )
+    ) or bool(link_changes(one, other))
 
 
 def apply_who_and_why(instance: Any) -> None:

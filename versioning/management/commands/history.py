@@ -14,6 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Max
 from django.utils import timezone
 
+from versioning.links import Links, prefetch_links
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
 from versioning.tracking import BOOKKEEPING_FIELD_NAMES
@@ -110,12 +111,15 @@ class Command(VersionedModelCommand):
             .annotate(latest=Max("version"))
         )
         loaded = {(v.identity, v.version): v for v in versions}
-        records = []
+        previous_of = {}
         for version in versions:
-            previous = None
             if version.version > 1:
                 previous = loaded.get((version.identity, version.version - 1))
-                previous = previous or version.previous_version()
+                previous_of[version.pk] = previous or version.previous_version()
+        prefetch_links([*versions, *previous_of.values()])
+        records = []
+        for version in versions:
+            previous = previous_of.get(version.pk)
             changes = previous.diff(version) if previous is not None else {}
             pruned_before = version.version > 1 and previous is None
             records.append(
@@ -227,6 +231,8 @@ class ExactJSONEncoder(DjangoJSONEncoder):
     def default(self, o: Any) -> Any:
         if isinstance(o, datetime.datetime):
             return o.isoformat()
+        if isinstance(o, Links):
+            return [str(obj) for obj in o.objects]
         return super().default(o)
 
 
