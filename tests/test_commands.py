@@ -4,16 +4,46 @@ import csv
 import datetime
 import io
 import json
+import re
 import uuid
 from unittest import mock
 
 import pytest
+from django.apps import apps
 from django.core.management import CommandError, call_command
+from django.db import models
 from django.utils import timezone
 
 import versioning
-from tests.factories import ExampleFactory, ItemFactory, OrderLineFactory, UserFactory
-from tests.testapp.models import Example, Item, OrderLine
+from tests.factories import (
+    DocumentFactory,
+    ExampleFactory,
+    ItemFactory,
+    OrderLineFactory,
+    ReviewFactory,
+    UserFactory,
+)
+from tests.testapp.models import (
+    Bundle,
+    Child,
+    Directory,
+    Document,
+    Example,
+    Item,
+    Note,
+    Order,
+    OrderLine,
+    Parent,
+    Placement,
+    Recipe,
+    Shelf,
+    Supplier,
+    Supply,
+    Wine,
+    WineDrinker,
+)
+from versioning.management.commands.prune import remove_versions
+from versioning.references import own_link_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -298,6 +328,199 @@ def test_prune_removes_the_links_of_removed_versions():
     assert Item.tags.through.objects.count() == 1
 
 
+# What keeps a version: one scenario per kind of reference. Each returns the
+# model to prune with --keep 1 and the pk of an old version something names.
+
+
+def saved(obj, **changes):
+    for name, value in changes.items():
+        setattr(obj, name, value)
+    obj.save()
+    return obj
+
+
+def foreign_key():
+    item = ItemFactory()
+    order = Order.objects.create(item=item)
+    first = item.pk
+    saved(item, price=2)
+    # A plain key can name an old row: written by hand, or left on a deleted
+    # object's last row by on_delete=DO_NOTHING.
+    Order.objects.filter(pk=order.pk).update(item_id=first)
+    saved(item, price=3)
+    return Item, first
+
+
+def versioned_referrers_history():
+    item = ItemFactory()
+    review = ReviewFactory(item=item)
+    first = item.pk
+    saved(review, text="better")  # its version 1 keeps pointing at item v1
+    saved(item, price=2)
+    return Item, first
+
+
+def pinned_key():
+    item = ItemFactory()
+    OrderLineFactory(item=item)
+    first = item.pk
+    saved(item, price=2)
+    return Item, first
+
+
+def one_to_one():
+    child = Child.objects.create(data="a")
+    parent = Parent.objects.create(child=child)
+    first = child.pk
+    saved(child, data="b")
+    # on_delete=SET_NULL: Django's collector would have cleared the key.
+    Parent.objects.filter(pk=parent.pk).update(child_id=first)
+    return Child, first
+
+
+def link_declared_elsewhere():
+    item = ItemFactory()
+    bundle = Bundle.objects.create(name="b")
+    bundle.items.add(item)
+    first = item.pk
+    saved(item, price=2)
+    Bundle.items.through.objects.filter(bundle=bundle).update(item_id=first)
+    return Item, first
+
+
+def link_between_versioned_models():
+    wine = Wine.objects.create(name="w")
+    drinker = WineDrinker.objects.create(name="d")
+    drinker.glasses.add(wine)
+    saved(drinker, name="e")  # its earlier version keeps its link to wine v1
+    first = wine.pk
+    saved(wine, vintage=2001)
+    return Wine, first
+
+
+def explicit_through_declared_elsewhere():
+    document = DocumentFactory()
+    shelf = Shelf.objects.create(name="s")
+    placement = Placement.objects.create(shelf=shelf, document=document)
+    first = document.pk
+    saved(document, title="t")
+    Placement.objects.filter(pk=placement.pk).update(document_id=first)
+    return Document, first
+
+
+def generic_foreign_key():
+    item = ItemFactory()
+    Note.objects.create(target=item, text="about version 1")
+    first = item.pk
+    saved(item, price=2)
+    return Item, first
+
+
+def generic_foreign_key_to_a_uuid_key():
+    document = DocumentFactory()
+    Note.objects.create(target=document, text="about version 1")
+    first = document.pk
+    saved(document, title="t")
+    return Document, first
+
+
+def generic_relation():
+    recipe = Recipe.objects.create(title="soup")
+    recipe.notes.create(text="too salty")
+    first = recipe.pk
+    saved(recipe, title="soup, less salt")
+    return Recipe, first
+
+
+def self_key():
+    root = Directory.objects.create(name="root")
+    child = Directory.objects.create(name="child", parent=root)
+    first = root.pk
+    saved(child, name="kid")  # its version 1 keeps pointing at root v1
+    saved(root, name="/")
+    return Directory, first
+
+
+REFERENCES = [
+    foreign_key,
+    versioned_referrers_history,
+    pinned_key,
+    one_to_one,
+    link_declared_elsewhere,
+    link_between_versioned_models,
+    explicit_through_declared_elsewhere,
+    generic_foreign_key,
+    generic_foreign_key_to_a_uuid_key,
+    generic_relation,
+    self_key,
+]
+
+
+def other_rows(model):
+    """Every row of every other model (its own link tables aside)."""
+    own_links = {key.model for key in own_link_keys(model)}
+    return {
+        other._meta.label: list(
+            models.QuerySet(model=other).order_by("pk").values_list()
+        )
+        for other in apps.get_models(include_auto_created=True)
+        if other is not model and other not in own_links
+    }
+
+
+@pytest.mark.parametrize("refer", REFERENCES, ids=lambda refer: refer.__name__)
+def test_prune_keeps_every_version_something_refers_to(refer):
+    model, referenced = refer()
+    label = model._meta.label
+    before = other_rows(model)
+    dry_run = run("prune", label, keep="1", dry_run=True, verbosity=2)
+    would = re.search(r"Would remove (\d+) .*; (\d+) more match", dry_run)
+    assert would and int(would[2]) >= 1, dry_run
+    assert "pointed at by" in dry_run
+
+    out = run("prune", label, keep="1", verbosity=2)
+    assert model.all_versions.filter(pk=referenced).exists()
+    assert other_rows(model) == before
+    # The dry run and the real run are one computation.
+    assert f"Removed {would[1]} historical version(s)" in out
+    assert f"Kept {would[2]} old version(s)" in out
+    assert dry_run.splitlines()[1:] == [
+        line for line in out.splitlines() if "pointed at by" in line
+    ]
+
+
+def test_prune_names_what_keeps_a_version_with_verbosity_2():
+    generic_foreign_key()
+    pinned_key()
+    out = run("prune", "testapp.Item", keep="1", dry_run=True, verbosity=2)
+    assert "  1 pointed at by testapp.Note.target" in out
+    assert "  1 pointed at by testapp.OrderLine.item" in out
+    assert "pointed at by" not in run("prune", "testapp.Item", keep="1", dry_run=True)
+
+
+def test_prune_removes_a_version_with_its_own_explicit_links():
+    item = ItemFactory()
+    item.suppliers.add(Supplier.objects.create(name="acme"))
+    saved(item, price=2)
+    kept = item.pk
+    run("prune", "testapp.Item", keep="1")
+    assert list(Item.all_versions.values_list("pk", flat=True)) == [kept]
+    assert list(Supply.objects.values_list("item_id", flat=True)) == [kept]
+    assert Supplier.objects.count() == 1
+
+
+def test_a_version_referred_to_after_the_plan_stays():
+    item = ItemFactory()
+    first = item.pk
+    saved(item, price=2)
+    # As if an order line pinned it between the plan and the batch.
+    OrderLine.objects.create(item_id=first)
+    removal = remove_versions(Item, "default", [first])
+    assert removal.removed == 0
+    assert removal.kept_by == {"testapp.OrderLine.item": {first}}
+    assert Item.all_versions.filter(pk=first).exists()
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -316,7 +539,7 @@ def test_prune_bad_input(options, message):
 
 
 def test_commands_have_help_with_examples():
-    for name in ("history", "restore", "purge", "prune"):
+    for name in ("history", "restore", "purge", "prune", "dumpdata"):
         from django.core.management import load_command_class
 
         command = load_command_class("versioning", name)

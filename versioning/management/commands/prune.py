@@ -2,17 +2,18 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError, CommandParser, OutputWrapper
-from django.db import connections, transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db import IntegrityError, connections, transaction
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from versioning.fixup import referring_fields
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
+from versioning.references import own_link_keys, referenced_versions
 from versioning.statements import batch_size, plain_rows
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 class Command(VersionedModelCommand):
     help = (
         "Remove old historical versions, in batches. Never removes a current row "
-        "or a version that another row points at (a pinned key, a referrer of a "
-        "deleted object, a versioned referrer's history). Examples: "
+        "or a version that anything points at (a foreign, pinned or one-to-one "
+        "key, a versioned referrer's history, another object's many-to-many "
+        "link, a generic foreign key), and never deletes another model's rows; "
+        "a removed version's own links go with it. Examples: "
         "manage.py prune catalog.Product --keep 10 ; "
         "manage.py prune catalog.Product --older-than 365d --dry-run"
     )
@@ -57,30 +60,27 @@ class Command(VersionedModelCommand):
         )
 
         candidates = self.candidates(model, using, keep, older_than)
-        total = candidates.count()
-        referenced = self.referenced(model, using)
-        kept = candidates.filter(referenced).count() if referenced else 0
-        removable = candidates.exclude(referenced) if referenced else candidates
-        to_remove = total - kept
+        plan = plan_removal(model, using, candidates, size)
         label = model._meta.label
         if options["dry_run"]:
             self.say(
-                f"Would remove {to_remove} historical version(s) of {label}; "
-                f"{kept} more match but other rows point at them and stay. "
-                "Nothing was deleted (--dry-run)."
+                f"Would remove {len(plan.removable)} historical version(s) of "
+                f"{label}; {len(plan.kept)} more match but other rows point at "
+                "them and stay. Nothing was deleted (--dry-run)."
             )
+            self.explain(plan.kept_by)
             return
 
         removed = reclaimed = 0
-        progress = Progress(self.stdout, to_remove, options["verbosity"])
-        while True:
-            pks = list(removable.order_by("pk").values_list("pk", flat=True)[:size])
-            if not pks:
-                break
-            with transaction.atomic(using=using):
-                reclaimed += row_bytes(model, using, pks)
-                _, per_model = plain_rows(model, using).filter(pk__in=pks).delete()
-            removed += per_model.get(label, 0)
+        kept_by = {name: set(pks) for name, pks in plan.kept_by.items()}
+        progress = Progress(self.stdout, len(plan.removable), options["verbosity"])
+        for start in range(0, len(plan.removable), size):
+            batch = plan.removable[start : start + size]
+            removal = remove_versions(model, using, batch)
+            removed += removal.removed
+            reclaimed += removal.reclaimed
+            for name, pks in removal.kept_by.items():
+                kept_by.setdefault(name, set()).update(pks)
             progress.update(removed)
         progress.finish()
         space = (
@@ -94,8 +94,16 @@ class Command(VersionedModelCommand):
                 f"Removed {removed} historical version(s) of {label}{space}."
             )
         )
+        kept = set().union(*kept_by.values())
         if kept:
-            self.say(f"Kept {kept} old version(s) that other rows point at.")
+            self.say(f"Kept {len(kept)} old version(s) that other rows point at.")
+        self.explain(kept_by)
+
+    def explain(self, kept_by: dict[str, set[Any]]) -> None:
+        """With --verbosity 2, what keeps the versions that stay."""
+        if self.verbosity >= 2:
+            for name, pks in sorted(kept_by.items()):
+                self.say(f"  {len(pks)} pointed at by {name}")
 
     def candidates(
         self,
@@ -118,14 +126,77 @@ class Command(VersionedModelCommand):
             )
         return rows
 
-    def referenced(self, model: type[Versioned], using: str) -> Q:
-        condition = Q()
-        for field in referring_fields(model, include_pinned=True):
-            pointed_at = field.model._base_manager.using(using).filter(
-                **{f"{field.attname}__isnull": False}
-            )
-            condition |= Q(pk__in=pointed_at.values(field.attname))
-        return condition
+
+@dataclass
+class Plan:
+    """The candidates prune removes, and those it keeps, by what points at them."""
+
+    removable: list[Any]
+    kept_by: dict[str, set[Any]]
+
+    @property
+    def kept(self) -> set[Any]:
+        return set().union(*self.kept_by.values())
+
+
+@dataclass
+class Removal:
+    removed: int
+    reclaimed: int
+    kept_by: dict[str, set[Any]]
+
+
+def plan_removal(
+    model: type[Versioned], using: str, candidates: QuerySet[Any], size: int
+) -> Plan:
+    """
+    Sort the candidates, batch by batch, into those nothing refers to and
+    those something does. The dry run reports this plan and the real run
+    carries it out, so both answer alike; what points at a version is judged
+    on the rows as they are before anything is removed.
+    """
+    plan = Plan(removable=[], kept_by={})
+    pks = candidates.order_by("pk").values_list("pk", flat=True)
+    batch = list(pks[:size])
+    while batch:
+        referenced = referenced_versions(model, using, batch)
+        held = set().union(*referenced.values())
+        plan.removable.extend(pk for pk in batch if pk not in held)
+        for name, found in referenced.items():
+            plan.kept_by.setdefault(name, set()).update(found)
+        batch = list(pks.filter(pk__gt=batch[-1])[:size])
+    return plan
+
+
+def remove_versions(model: type[Versioned], using: str, pks: list[Any]) -> Removal:
+    """
+    Delete these historical rows and their own links, nothing else: a row
+    that something started pointing at since the plan was made stays. Rows
+    go by plain DELETE statements, never through Django's collector, so no
+    on_delete rule cascades into another model (and no delete signals are
+    sent); a key written concurrently makes the database refuse the batch.
+    """
+    try:
+        with transaction.atomic(using=using):
+            referenced = referenced_versions(model, using, pks)
+            held = set().union(*referenced.values())
+            pks = [pk for pk in pks if pk not in held]
+            if not pks:
+                return Removal(0, 0, referenced)
+            reclaimed = row_bytes(model, using, pks)
+            for key in own_link_keys(model):
+                links = plain_rows(key.model, using).filter(
+                    **{f"{key.attname}__in": pks}
+                )
+                links._raw_delete(using)
+            removed = plain_rows(model, using).filter(pk__in=pks)._raw_delete(using)
+    except IntegrityError as error:
+        raise CommandError(
+            f"Another row started pointing at a version of {model._meta.label} "
+            "while prune was removing it, so that batch was left as it was. "
+            f"Run prune again. ({str(error).splitlines()[0]})"
+        ) from error
+    return Removal(removed, reclaimed, referenced)
 
 
 def row_bytes(model: Any, using: str, pks: Iterable[Any]) -> int:
