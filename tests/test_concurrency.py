@@ -15,6 +15,7 @@ state it must leave is checked exactly. Timeouts are only safety nets, so that
 a broken library fails a test instead of hanging it.
 """
 
+import queue
 import random
 import threading
 import time
@@ -28,7 +29,7 @@ from django.db.models import F
 from django.db.models.signals import pre_save
 
 from tests.conftest import wait_until_waiting_for_a_lock
-from tests.testapp.models import Example, Item, Order, Player, Tag, Team
+from tests.testapp.models import Example, Item, Order, Player, Review, Tag, Team
 from versioning.exceptions import StaleVersionError
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -901,3 +902,138 @@ def test_mixed_writers_with_delete_restore_and_bulk_update(on_postgres):
     for identity in deletables:
         assert_never_forked(Item, identity, current=None)
     print(f"mixed writers: {len(stale)} stale write(s): {sorted(set(stale))}")
+
+
+# A referrer written while its target gets a new version ------------------------
+
+
+REFERRERS = {
+    # A plain referrer created, and a versioned one created or saved.
+    "plain referrer created": lambda item: Order.objects.create(item_id=item.pk),
+    "versioned referrer created": lambda item: Review.objects.create(
+        item_id=item.pk, text="new"
+    ),
+    "versioned referrer saved": lambda item: saved_review_of(item),
+}
+
+
+def saved_review_of(item):
+    review = Review.objects.get(text=f"review of {item.identity}")
+    review.text = "edited"
+    review.save()
+    return review
+
+
+def referrer_world():
+    item = new_item()
+    Review.objects.create(item=item, text=f"review of {item.identity}")
+    return item
+
+
+def backend_pid():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def assert_on_the_current_row(item, referrer):
+    current = Item.objects.get(identity=item.identity)
+    stored = type(referrer)._base_manager.get(pk=referrer.pk)
+    assert (referrer.item_id, stored.item_id) == (current.pk, current.pk)
+
+
+@pytest.mark.parametrize("write_referrer", list(REFERRERS))
+def test_a_referrer_written_while_its_target_closes_follows_the_new_version(
+    on_postgres, write_referrer
+):
+    """The target's save holds its row first; the referrer waits, then follows."""
+    item = referrer_world()
+    target_pid, referrer_written = [], threading.Event()
+    referrers = []
+
+    def save_target():
+        with transaction.atomic():
+            loaded = Item.objects.get(pk=item.pk)
+            loaded.price = 5
+            loaded.save()  # the old row is closed and stays locked
+            target_pid.append(backend_pid())
+            referrer_pid = pids.get(WAIT)
+            wait_until_waiting_for_a_lock(referrer_pid, referrer_written)
+
+    pids = queue.Queue()
+
+    def write():
+        while not target_pid:
+            time.sleep(0.001)  # the target's transaction has closed the row
+        pids.put(backend_pid())
+        referrers.append(REFERRERS[write_referrer](item))
+        referrer_written.set()
+
+    outcomes = run_in_threads(save_target, write)
+    assert outcomes == [SAVED, SAVED], describe(outcomes)
+    assert_on_the_current_row(item, referrers[0])
+
+
+@pytest.mark.parametrize("write_referrer", list(REFERRERS))
+def test_a_target_saved_while_a_referrer_is_written_re_points_it(
+    on_postgres, write_referrer
+):
+    """The referrer's transaction holds the target's row first; the save waits."""
+    item = referrer_world()
+    referrer_pid, target_saved = [], threading.Event()
+    pids = queue.Queue()
+    referrers = []
+
+    def write():
+        with transaction.atomic():
+            referrers.append(REFERRERS[write_referrer](item))  # locks the item row
+            referrer_pid.append(backend_pid())
+            wait_until_waiting_for_a_lock(pids.get(WAIT), target_saved)
+
+    def save_target():
+        while not referrer_pid:
+            time.sleep(0.001)
+        pids.put(backend_pid())
+        try:
+            loaded = Item.objects.get(pk=item.pk)
+            loaded.price = 5
+            loaded.save()
+        finally:
+            target_saved.set()
+
+    outcomes = run_in_threads(write, save_target)
+    assert outcomes == [SAVED, SAVED], describe(outcomes)
+    referrer = referrers[0]
+    referrer.refresh_from_db()  # re-pointed in the database by the target's save
+    assert_on_the_current_row(item, referrer)
+
+
+def race_referrers_and_their_target(item):
+    """One round: the target's save and each kind of referrer start together."""
+    start = threading.Barrier(1 + len(REFERRERS), timeout=WAIT)
+
+    def save_target():
+        start.wait()
+        loaded = Item.objects.get(pk=item.pk)
+        loaded.price = 5
+        loaded.save()
+
+    def referrer(kind):
+        def write():
+            start.wait()
+            REFERRERS[kind](item)
+
+        return write
+
+    return run_in_threads(save_target, *(referrer(kind) for kind in REFERRERS))
+
+
+def test_referrers_racing_their_target_never_stay_on_a_closed_row(on_postgres):
+    """Free-running rounds: whatever the order, every referrer ends current."""
+    for _ in range(10):
+        item = referrer_world()
+        assert_saved_or_stale(race_referrers_and_their_target(item))
+        current = Item.objects.get(identity=item.identity)
+        assert not Order.objects.filter(item__valid_to__isnull=False).exists()
+        mine = Review.objects.filter(item__identity=item.identity)
+        assert set(mine.values_list("item_id", flat=True)) == {current.pk}

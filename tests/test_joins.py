@@ -25,9 +25,11 @@ from tests.factories import (
 from tests.testapp.models import (
     Bundle,
     Choice,
+    Club,
     Comment,
     Directory,
     Item,
+    NonFan,
     Note,
     Order,
     OrderLine,
@@ -43,6 +45,7 @@ from tests.testapp.models import (
     Wine,
     WineDrinker,
 )
+from versioning.exceptions import VersioningError
 
 pytestmark = pytest.mark.django_db
 
@@ -563,13 +566,15 @@ def test_a_deleted_referrer_is_gone_from_joins():
 
 
 def test_a_key_to_a_deleted_object_still_names_its_last_row_and_no_row_is_lost():
-    # Following a key forward gives the row it names, as `comment.page` does:
-    # select_related() and order_by() never drop the comment.
-    page, comment = commented_page("text")
-    page.delete()
-    assert pks(Comment.objects.select_related("page")) == [comment.pk]
-    assert pks(Comment.objects.order_by("page__title")) == [comment.pk]
-    assert Comment.objects.select_related("page").get().page.pk == page.pk
+    # A DO_NOTHING key keeps naming a deleted object's last row. Following it
+    # forward gives that row, as `non_fan.club` does: select_related() and
+    # order_by() never drop the referrer.
+    club = Club.objects.create(name="rovers")
+    non_fan = NonFan.objects.create(name="ned", club=club)
+    club.delete()
+    assert pks(NonFan.objects.select_related("club")) == [non_fan.pk]
+    assert pks(NonFan.objects.order_by("club__name")) == [non_fan.pk]
+    assert NonFan.objects.select_related("club").get().club.pk == club.pk
 
 
 def test_a_deleted_many_to_many_partner_is_gone_from_joins():
@@ -670,3 +675,23 @@ def test_querysets_with_joins_survive_pickling():
     assert pks(unpickled(old)) == []
     new_then = Page.objects.as_of(history.at).filter(comments__text="new")
     assert pks(unpickled(new_then)) == []
+
+
+# Querysets of different moments ---------------------------------------------------
+
+
+def test_querysets_of_different_moments_are_not_combined():
+    history = page_history()
+    now = Page.objects.filter(comments__text="new")
+    then = Page.objects.as_of(history.at).filter(comments__text="old")
+    for combine in (
+        lambda: now | then,
+        lambda: then & now,
+        lambda: then.union(now),
+        lambda: now.intersection(then),
+        lambda: Page.all_versions.difference(now),
+    ):
+        with pytest.raises(VersioningError, match="read the same versions"):
+            combine()
+    same = then | Page.objects.as_of(history.at).filter(title="none")
+    assert pks(same) == pks(then)

@@ -26,6 +26,7 @@ from tests.testapp.models import (
     Wine,
     WineDrinker,
 )
+from versioning.exceptions import HistoricalVersionError, VersioningError
 
 pytestmark = pytest.mark.django_db
 
@@ -722,3 +723,108 @@ def test_as_of_owners_saved_as_new_versions_follow_their_managers_as_current(cel
     assert names(bob_t.glasses.all()) == ["barolo riserva"]
     bob_t.glasses.add(chianti)
     assert names(bob_t.glasses.all()) == ["barolo riserva", "chianti"]
+
+
+# Edges found by attacking the feature -------------------------------------------
+
+
+@pytest.fixture
+def renamed_page():
+    """A page with two comments at ``t``; afterwards the page is renamed."""
+    page = Page.objects.create(title="first")
+    kept = Comment.objects.create(page=page, text="kept")
+    Comment.objects.create(page=page, text="other")
+    t = timezone.now()
+    saved(page, title="second")  # both comment rows are re-pointed in place
+    Comment.objects.create(page=page, text="late")
+    return page, kept, t
+
+
+def test_prefetched_referrers_know_their_as_of_owner(
+    renamed_page, django_assert_num_queries
+):
+    _, _, t = renamed_page
+    with django_assert_num_queries(2):
+        pages = list(Page.objects.as_of(t).prefetch_related("comments"))
+        titles = [c.page.title for p in pages for c in p.comments.all()]
+    assert titles == ["first", "first"]
+
+
+def test_an_as_of_prefetch_queryset_from_current_owners_is_matched_by_identity(
+    renamed_page,
+):
+    page, _, t = renamed_page
+    then = Prefetch("comments", queryset=Comment.objects.as_of(t), to_attr="then")
+    [current] = Page.objects.prefetch_related(then)
+    assert names(current.then, "text") == ["kept", "other"]
+    [comment] = Comment.objects.filter(text="kept").prefetch_related(
+        Prefetch("page", queryset=Page.objects.as_of(t))
+    )
+    assert comment.page.title == "first"
+
+
+def test_an_as_of_prefetch_across_many_to_many_from_current_owners():
+    barolo = Wine.objects.create(name="barolo")
+    ann = WineDrinker.objects.create(name="ann")
+    ann.glasses.add(barolo)
+    t = timezone.now()
+    saved(barolo, name="barolo riserva")
+    saved(ann, name="anna")
+    [drinker] = WineDrinker.objects.prefetch_related(
+        Prefetch("glasses", queryset=Wine.objects.as_of(t), to_attr="then")
+    )
+    assert names(drinker.then) == ["barolo"]
+    [wine] = Wine.objects.prefetch_related(
+        Prefetch("drinkers", queryset=WineDrinker.objects.as_of(t), to_attr="then")
+    )
+    assert names(wine.then) == ["ann"]
+
+
+def test_links_of_historical_declaring_versions_never_show_as_of_a_moment():
+    barolo = Wine.objects.create(name="barolo")
+    ann = WineDrinker.objects.create(name="ann")
+    ann.glasses.add(barolo)
+    saved(ann, name="anna")  # the old versions keep their own links
+    now = timezone.now()
+    wines = Wine.objects.as_of(now)
+    assert list(wines.filter(drinkers__isnull=True)) == []
+    assert len(wines.order_by("drinkers__name")) == 1
+    assert list(wines.values_list("name", "drinkers__name")) == [("barolo", "anna")]
+
+
+def test_nothing_is_created_through_a_historical_owner_or_as_of_queryset(
+    renamed_page,
+):
+    _, _, t = renamed_page
+    page_then = Page.objects.as_of(t).get()
+    before = Comment.all_versions.count()
+    with pytest.raises(HistoricalVersionError):
+        page_then.comments.create(text="x")
+    with pytest.raises(HistoricalVersionError):
+        page_then.comments.get_or_create(text="y")
+    with pytest.raises(HistoricalVersionError):
+        Comment.objects.create(page=page_then, text="z")
+    with pytest.raises(HistoricalVersionError):
+        Comment.objects.as_of(t).create(page=page_then.current_version(), text="w")
+    with pytest.raises(HistoricalVersionError):
+        Comment.objects.as_of(t).get_or_create(text="never")
+    assert Comment.all_versions.count() == before
+
+
+def test_as_of_querysets_refuse_what_cannot_hold(renamed_page):
+    page, _, t = renamed_page
+    with pytest.raises(VersioningError, match="already as of"):
+        Page.objects.as_of(t).as_of(timezone.now())
+    with pytest.raises(VersioningError, match="cannot be locked"):
+        Page.objects.as_of(t).select_for_update()
+    with pytest.raises(ValueError, match="needs to be saved"):
+        Page(title="unsaved").comments.as_of(t)
+
+
+def test_in_bulk_by_identity(renamed_page):
+    page, kept, t = renamed_page
+    assert Page.objects.in_bulk([page.identity], field_name="identity") == {
+        page.identity: page
+    }
+    then = Comment.objects.as_of(t).in_bulk([kept.identity], field_name="identity")
+    assert then[kept.identity].page.title == "first"

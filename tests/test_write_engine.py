@@ -88,16 +88,18 @@ def test_a_data_violation_is_the_same_error_on_every_write_path(violation):
     assert rows(Article) == before
 
 
-def test_restoring_into_a_taken_scoped_unique_value_is_an_integrity_error():
+def test_restoring_into_a_taken_scoped_unique_value_names_the_field():
     article = ArticleFactory(slug="mine")
     old = Article.objects.get(pk=article.pk)
     article.slug = "renamed"
     article.save()
     ArticleFactory(slug="mine")
     before = rows(Article)
-    with pytest.raises(IntegrityError) as raised:
+    with pytest.raises(ValidationError) as raised:
         old.restore()
-    assert not isinstance(raised.value, StaleVersionError)
+    assert raised.value.message_dict == {
+        "slug": ["Article with this Slug already exists."]
+    }
     assert rows(Article) == before
 
 

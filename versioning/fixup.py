@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from django.db import connections, models
+from django.db import OperationalError, connections, models
 from django.db.models import OuterRef, Subquery
 from django.db.models.fields.related_descriptors import ForwardManyToOneDescriptor
-from django.db.models.signals import pre_save
+from django.db.models.signals import post_save, pre_save
 
 from . import transactions
+from .exceptions import HistoricalVersionError, StaleVersionError
 from .fields import PinnedForeignKey
 from .tracking import LOADED_VALUES_ATTRIBUTE, is_versioned
 from .transactions import CommitConfirmation
@@ -147,6 +148,31 @@ def repoint_referrers(
             ).filter(valid_to__isnull=True)
             rows = rows.filter(**{f"{link.declaring_field.attname}__in": current})
         repoint(rows, field, model)
+
+
+def follow_copied_links(model: type[models.Model], using: str, pks: list[Any]) -> None:
+    """
+    Links copied from an old row (a restore) name the other side's rows as
+    they were then: re-point them at the current versions of those objects
+    (a deleted object's last row stays named).
+    """
+    for link in link_tables(model):
+        other = getattr(link.column_field, "versioning_other_link_key", None)
+        if not link.declared_here or other is None:
+            continue
+        target = other.related_model
+        if not is_versioned(target) or isinstance(other, PinnedForeignKey):
+            continue
+        targets: models.QuerySet = models.QuerySet(model=target, using=using)
+        moved = targets.filter(
+            valid_to__isnull=False,
+            identity__in=targets.filter(valid_to__isnull=True).values("identity"),
+        )
+        rows: models.QuerySet = models.QuerySet(model=link.through, using=using)
+        rows = rows.filter(
+            **{f"{link.column_field.attname}__in": pks, f"{other.attname}__in": moved}
+        )
+        repoint(rows, other, target)
 
 
 def repoint(rows: models.QuerySet, field: Any, model: type[models.Model]) -> None:
@@ -349,7 +375,10 @@ def remembered_referrers(target: Any, field: models.ForeignKey) -> list[models.M
 
 
 def check_followed_keys_of(model: type[models.Model]) -> None:
-    """Check the keys ``model`` followed inside a transaction before it is saved."""
+    """
+    Before ``model`` is saved, check the keys it followed inside a
+    transaction, and that a new object's keys name current versions.
+    """
     if any(
         field.many_to_one and is_versioned(field.related_model)
         for field in model._meta.local_fields
@@ -359,3 +388,105 @@ def check_followed_keys_of(model: type[models.Model]) -> None:
             sender=model,
             dispatch_uid=f"versioning.unconfirmed.{model._meta.label}",
         )
+        pre_save.connect(
+            refuse_keys_to_closed_rows,
+            sender=model,
+            dispatch_uid=f"versioning.closed_targets.{model._meta.label}",
+        )
+        post_save.connect(
+            follow_written_keys,
+            sender=model,
+            dispatch_uid=f"versioning.follow_written.{model._meta.label}",
+        )
+
+
+def follow_written_keys(
+    sender: type[models.Model],
+    instance: Any,
+    raw: bool = False,
+    using: str = "default",
+    **kwargs: Any,
+) -> None:
+    """
+    post_save: a key just written that names a row no longer current (its
+    target got a new version meanwhile, in another transaction, or the key
+    was loaded before it did) is re-pointed at the current version, in place.
+
+    On PostgreSQL the check locks the target row (FOR SHARE) after the write:
+    a save of the target that closed it first is waited for and its new
+    version followed; one that comes later waits for this write and re-points
+    it itself. A deleted object's last row stays named.
+    """
+    if raw:
+        return
+    for field in followed_keys(sender):
+        key = getattr(instance, field.attname)
+        if key is None:
+            continue
+        current = current_pk_if_moved(field.related_model, key, using)
+        if current is None:
+            continue
+        rows: models.QuerySet = models.QuerySet(model=sender, using=using)
+        rows.filter(pk=instance.pk).update(**{field.attname: current})
+        setattr(instance, field.attname, current)
+        loaded = instance.__dict__.get(LOADED_VALUES_ATTRIBUTE)
+        if loaded is not None and field.attname in loaded:
+            loaded[field.attname] = current
+
+
+def current_pk_if_moved(target: Any, key: Any, using: str) -> Any:
+    """The current version's pk if row ``key`` was closed by a new version."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = target._meta
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    identity = quote(meta.get_field("identity").column)
+    valid_to = quote(meta.get_field("valid_to").column)
+    lock = " FOR SHARE" if connection.features.has_select_for_update else ""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {valid_to}, {identity} FROM {table} WHERE {pk} = %s{lock}",
+                [meta.pk.get_db_prep_value(key, connection)],
+            )
+            row = cursor.fetchone()
+    except OperationalError as error:
+        if not transactions.lost_to_another_writer(error):
+            raise
+        raise StaleVersionError(
+            f"Writing a key to {meta.object_name} {key} lost a race with another "
+            "writer; nothing was written. Run the write again."
+        ) from error
+    if row is None or row[0] is None:
+        return None
+    # A new statement: it sees the new version a save that was waited for
+    # committed (the locking read above returns the closed row as it is now).
+    rows: models.QuerySet = models.QuerySet(model=target, using=using)
+    current = rows.filter(valid_to__isnull=True, identity=row[1])
+    return current.values_list("pk", flat=True).first()
+
+
+def refuse_keys_to_closed_rows(
+    sender: type[models.Model], instance: Any, raw: bool = False, **kwargs: Any
+) -> None:
+    """
+    pre_save: a new object may not point at a version that is no longer
+    current (one read as of a moment, say): its key would never follow the
+    object. Known from the object in hand, without a query.
+    """
+    if raw or not instance._state.adding:
+        return
+    for field in followed_keys(sender):
+        target: Any = field.get_cached_value(instance, default=None)
+        if (
+            target is not None
+            and target.valid_to is not None
+            and target.pk == getattr(instance, field.attname)
+        ):
+            raise HistoricalVersionError(
+                f"{sender._meta.object_name}.{field.name} would point at "
+                f"{target._meta.object_name} {target.identity} version "
+                f"{target.version}, which is no longer current. Assign the "
+                "current version (obj.current_version()); to keep a version, "
+                "use a PinnedForeignKey."
+            )

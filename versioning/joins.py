@@ -25,6 +25,7 @@ from django.db.models.sql.datastructures import Join
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND, OR, WhereNode
 
+from .exceptions import VersioningError
 from .fields import PinnedForeignKey
 from .tracking import is_versioned
 
@@ -124,16 +125,33 @@ def current_links(key: Any, alias: str) -> Any:
     return CurrentRowKey(other, alias)
 
 
+def links_at(key: Any, alias: str, when: datetime.datetime) -> Any:
+    """
+    Joined from the other side into a many-to-many table (as ``alias``) as of
+    ``when``, keep the links of the declaring rows that were current then.
+    """
+    declaring = getattr(key, "versioning_other_link_key", None)
+    if declaring is None or getattr(declaring, "versioning_by_identity", True):
+        return None  # not a link table, or joined from the declaring side
+    if not is_versioned(declaring.related_model):
+        return None
+    return CurrentRowKey(declaring, alias, when)
+
+
 class CurrentRowKey(Expression):
-    """``key`` (on the table joined as ``alias``) names a current row."""
+    """
+    ``key`` (on the table joined as ``alias``) names a current row, or a row
+    that was current at ``when``.
+    """
 
     conditional = True
     output_field = BooleanField()
 
-    def __init__(self, key: Any, alias: str):
+    def __init__(self, key: Any, alias: str, when: datetime.datetime | None = None):
         super().__init__()
         self.key = key
         self.key_column = key.get_col(alias)
+        self.when = when
 
     def get_source_expressions(self) -> list[Any]:
         return [self.key_column]
@@ -142,39 +160,41 @@ class CurrentRowKey(Expression):
         [self.key_column] = exprs
 
     def as_sql(self, compiler: Any, connection: Any) -> Any:
-        if getattr(compiler.query, "versioning_exact_links", False):
+        if self.when is None and getattr(
+            compiler.query, "versioning_exact_links", False
+        ):
             return "1 = 1", []  # an owner's related manager asks for its own links
         quote = connection.ops.quote_name
         meta = self.key.related_model._meta
         key_sql, params = compiler.compile(self.key_column)
         column = quote(self.key.target_field.column)
+        valid_from = quote(meta.get_field("valid_from").column)
         valid_to = quote(meta.get_field("valid_to").column)
-        sql = (
-            f"{key_sql} IN (SELECT {column} FROM {quote(meta.db_table)} "
-            f"WHERE {valid_to} IS NULL)"
-        )
-        return sql, list(params)
+        if self.when is None:
+            rows, row_params = f"{valid_to} IS NULL", []
+        else:
+            moment = meta.get_field("valid_to").get_db_prep_value(self.when, connection)
+            rows = f"{valid_from} <= %s AND ({valid_to} > %s OR {valid_to} IS NULL)"
+            row_params = [moment, moment]
+        sql = f"{key_sql} IN (SELECT {column} FROM {quote(meta.db_table)} WHERE {rows})"
+        return sql, [*params, *row_params]
 
 
 class IdentityMatch(Expression):
     """
     The key column of the referrer names a row of the target's identity:
-    ``target.identity = (identity of the row the key names)``, written from
-    whichever side is joined so that the joined side's index is used.
+    ``target.identity = (identity of the row the key names)``.
     """
 
     conditional = True
     output_field = BooleanField()
 
-    def __init__(
-        self, key: Any, referrer_alias: str, target_alias: str, *, reverse: bool
-    ):
+    def __init__(self, key: Any, referrer_alias: str, target_alias: str):
         super().__init__()
         self.key = key
         self.key_column = key.get_col(referrer_alias)
         identity = key.related_model._meta.get_field("identity")
         self.target_identity = identity.get_col(target_alias)
-        self.reverse = reverse
 
     def get_source_expressions(self) -> list[Any]:
         return [self.key_column, self.target_identity]
@@ -191,12 +211,8 @@ class IdentityMatch(Expression):
         key_sql, key_params = compiler.compile(self.key_column)
         identity_sql, identity_params = compiler.compile(self.target_identity)
         table = quote(meta.db_table)
-        if self.reverse:
-            sql = (
-                f"{key_sql} IN (SELECT {pk} FROM {table} {named} "
-                f"WHERE {identity} = {identity_sql})"
-            )
-            return sql, [*key_params, *identity_params]
+        # An equality between the target's identity and an expression of the
+        # referrer alone, so that the database can hash or merge the join.
         sql = (
             f"{identity_sql} = (SELECT {identity} FROM {table} {named} "
             f"WHERE {pk} = {key_sql})"
@@ -222,14 +238,19 @@ class ScopedJoinField:
         key = key_of(relation)
         if key is relation:
             own = type(key).get_extra_restriction(key, alias, related_alias)
-            referrer_alias, target_alias, reverse = related_alias, alias, False
+            referrer_alias, target_alias = related_alias, alias
         else:
             own = type(key).get_extra_restriction(key, related_alias, alias)
-            referrer_alias, target_alias, reverse = alias, related_alias, True
+            referrer_alias, target_alias = alias, related_alias
         match = None
         if self.by_identity:
-            match = IdentityMatch(key, referrer_alias, target_alias, reverse=reverse)
-        return both(own, match, joined_versions(relation, alias, self.scope, self.when))
+            match = IdentityMatch(key, referrer_alias, target_alias)
+        links = None
+        if self.scope == AS_OF and key is not relation:
+            links = links_at(key, alias, self.when)
+        return both(
+            own, match, joined_versions(relation, alias, self.scope, self.when), links
+        )
 
 
 def key_of(relation: Any) -> Any:
@@ -265,6 +286,10 @@ class VersionedQuery(Query):
     join_class = VersionedJoin
     versioning_scope = CURRENT
     versioning_when: datetime.datetime | None = None
+
+    def combine(self, rhs: Any, connector: Any) -> None:
+        versioned_query_combinable(self, rhs, "Combining querysets with | or &")
+        super().combine(rhs, connector)
 
     def is_nullable(self, field: Any) -> bool:
         # As of a moment, a key's target may not have existed yet (or any
@@ -311,18 +336,43 @@ class VersionedQuery(Query):
         return self.build_filter(Exists(inner))  # type: ignore[arg-type]
 
 
+def versioned_query_combinable(query: Any, other: Any, operation: str) -> None:
+    """Queries read at different moments cannot be combined: say so."""
+    scope = getattr(query, "versioning_scope", CURRENT)
+    other_scope = getattr(other, "versioning_scope", CURRENT)
+    moment = getattr(query, "versioning_when", None)
+    other_moment = getattr(other, "versioning_when", None)
+    if (scope, moment) != (other_scope, other_moment):
+        raise VersioningError(
+            f"{operation} needs querysets that read the same versions; these "
+            f"read {describe_scope(scope, moment)} and "
+            f"{describe_scope(other_scope, other_moment)}. Evaluate them "
+            "separately, or filter one queryset with Q objects."
+        )
+
+
+def describe_scope(scope: str, moment: datetime.datetime | None) -> str:
+    if scope == AS_OF and moment is not None:
+        return f"the versions as of {moment.isoformat()}"
+    return {CURRENT: "current versions", ALL: "every version"}.get(scope, "every row")
+
+
 def scope_joins(all_models: list[Any]) -> None:
     """
     Give each key that touches a versioned model, and its reverse, the join
     hook that keeps the joined table's scope.
     """
     many_to_many = [
-        m2m for model in all_models for m2m in model._meta.local_many_to_many
+        m2m
+        for model in all_models
+        for m2m in model._meta.local_many_to_many
+        # Not set up yet (a through model named but not defined): wired
+        # again once it is.
+        if not isinstance(m2m.remote_field.through, str)
+        and hasattr(m2m, "m2m_field_name")
     ]
     for m2m in many_to_many:
         through = m2m.remote_field.through
-        if isinstance(through, str):
-            continue  # not defined yet
         one = through._meta.get_field(m2m.m2m_field_name())
         other = through._meta.get_field(m2m.m2m_reverse_field_name())
         one.versioning_other_link_key = other

@@ -15,9 +15,10 @@ from django.db import models, router
 
 from .tracking import is_versioned
 
-#: Marks an object whose links are written as they are: loaded from a
-#: fixture, or inside a form save that already made its new version.
+#: Marks an object whose links are written as they are: inside a form save
+#: that already made its new version (True), or loaded from a fixture.
 LINKS_AS_GIVEN_ATTRIBUTE = "_versioning_links_as_given"
+FROM_FIXTURE = "from a fixture"
 #: Links read for a version, by (pk, field name): a row's links never change.
 LINKS_CACHE_ATTRIBUTE = "_versioning_links"
 
@@ -127,4 +128,4 @@ def remember_raw_save(
 ) -> None:
     """post_save: an object loaded from a fixture gets its links as given."""
     if raw and is_versioned(type(instance)):
-        instance.__dict__[LINKS_AS_GIVEN_ATTRIBUTE] = True
+        instance.__dict__[LINKS_AS_GIVEN_ATTRIBUTE] = FROM_FIXTURE

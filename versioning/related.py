@@ -29,11 +29,14 @@ from django.utils.functional import cached_property
 
 from .fields import PinnedForeignKey
 from .fixup import FollowingForwardDescriptor
+from .joins import AS_OF
 from .managers import AsOfModelIterable
 from .related_writes import (
     add_links,
     add_referrers,
     clear_links,
+    create_linked,
+    refuse_writes_through_history,
     remove_links,
     remove_referrers,
     set_links,
@@ -68,7 +71,7 @@ class TimeTravellingForwardDescriptor(FollowingForwardDescriptor):
     def get_prefetch_querysets(
         self, instances: list[models.Model], querysets: Any = None
     ) -> PrefetchQuerysets:
-        when = moment_of(instances[0])
+        when = prefetch_moment(instances, querysets)
         if when is None or not getattr(self.field, "versioning_by_identity", False):
             return super().get_prefetch_querysets(instances, querysets)
         attname = self.field.attname
@@ -99,6 +102,19 @@ class TimeTravellingForwardDescriptor(FollowingForwardDescriptor):
         named = target._base_manager.db_manager(db).filter(pk__in=keys)
         current = target._default_manager.db_manager(db).as_of(when)
         return current.filter(identity__in=named.values("identity"))
+
+
+def prefetch_moment(instances: list[Any], querysets: Any) -> Any:
+    """
+    The moment a prefetch reads: that of its own as_of() queryset
+    (``Prefetch(..., queryset=Model.objects.as_of(t))``), or else that of
+    the objects it is for.
+    """
+    if querysets:
+        query = querysets[0].query
+        if getattr(query, "versioning_scope", None) == AS_OF:
+            return query.versioning_when
+    return moment_of(instances[0])
 
 
 class TimeTravellingReverseOneToOneDescriptor(ReverseOneToOneDescriptor):
@@ -166,6 +182,11 @@ class TimeTravellingManagerMixin:
 
     def as_of(self, when: datetime.datetime) -> models.QuerySet:
         """The related objects that were current at ``when``."""
+        if self.instance.pk is None:
+            raise ValueError(
+                f"{self.instance!r} needs to be saved before its related objects "
+                "can be read as of a moment."
+            )
         return related_as_of(self.model, self.lookup_to_owner(), self.instance, when)
 
     def get_queryset(self) -> models.QuerySet:
@@ -183,7 +204,7 @@ class TimeTravellingManagerMixin:
     def get_prefetch_querysets(
         self, instances: list[Any], querysets: Any = None
     ) -> PrefetchQuerysets:
-        when = moment_of(instances[0])
+        when = prefetch_moment(instances, querysets)
         if when is None or not self.follows_identity():
             found = super().get_prefetch_querysets(instances, querysets)  # type: ignore[misc]
             return (self.exact_links(found[0]), *found[1:])
@@ -200,6 +221,15 @@ class TimeTravellingManagerMixin:
             .filter(**{f"{lookup}__identity__in": {i.identity for i in instances}})
             .annotate(**{OWNER_IDENTITY: F(f"{lookup}__identity")})
         )
+        key = getattr(self, "field", None)  # reverse foreign keys only
+        if key is not None:
+            # As Django does, each object knows its owner (read at the same
+            # moment), without its key being touched.
+            owners = {i.identity: i for i in instances if moment_of(i) == when}
+            for obj in queryset:
+                owner = owners.get(getattr(obj, OWNER_IDENTITY))
+                if owner is not None:
+                    key.set_cached_value(obj, owner)
         return (
             queryset,
             lambda obj: (getattr(obj, OWNER_IDENTITY),),
@@ -248,7 +278,10 @@ class VersionedReverseManyToOneDescriptor(ReverseManyToOneDescriptor):
     @cached_property
     def related_manager_cls(self) -> type[Any]:
         manager_cls = super().related_manager_cls
-        methods: dict[str, Any] = {}
+        methods: dict[str, Any] = {
+            method: refuse_writes_through_history(method)
+            for method in ("create", "get_or_create", "update_or_create")
+        }
         if is_versioned(self.rel.related_model):
             methods["add"] = add_referrers
             if hasattr(manager_cls, "remove"):  # only for nullable keys
@@ -269,6 +302,9 @@ class VersionedManyToManyDescriptor(ManyToManyDescriptor):
             "remove": remove_links,
             "clear": clear_links,
             "set": set_links,
+            "create": create_linked,
+            "get_or_create": refuse_writes_through_history("get_or_create"),
+            "update_or_create": refuse_writes_through_history("update_or_create"),
         }
         return type(
             f"Versioned{manager_cls.__name__}",

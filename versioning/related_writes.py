@@ -21,7 +21,7 @@ from django.db import models, router, transaction
 
 from . import writes
 from .exceptions import HistoricalVersionError
-from .links import LINKS_AS_GIVEN_ATTRIBUTE, one_version
+from .links import FROM_FIXTURE, LINKS_AS_GIVEN_ATTRIBUTE, one_version
 from .tracking import bookkeeping_attnames, is_versioned, remember_loaded_values
 
 
@@ -102,6 +102,7 @@ def add_links(self: Any, *objs: Any, through_defaults: Any = None) -> None:
         lambda manager: django_add.__func__(
             manager, *objs, through_defaults=through_defaults
         ),
+        through_defaults,
     )
 
 
@@ -129,25 +130,63 @@ def set_links(
         lambda manager: django_set.__func__(
             manager, objs, clear=clear, through_defaults=through_defaults
         ),
+        through_defaults,
     )
+
+
+def create_linked(self: Any, *, through_defaults: Any = None, **kwargs: Any) -> Any:
+    refuse_historical(self.instance, ())
+    if not (self.reverse and is_versioned(self.model)):
+        return super(type(self), self).create(
+            through_defaults=through_defaults, **kwargs
+        )
+    # Created from the other side: one version 1 that has the link already.
+    using = router.db_for_write(type(self.instance), instance=self.instance)
+    with transaction.atomic(using=using):
+        created = self.model._default_manager.db_manager(using).create(**kwargs)
+        with one_version(created, made=True):
+            getattr(created, self.query_field_name).add(
+                self.instance, through_defaults=through_defaults
+            )
+    return created
+
+
+def refuse_writes_through_history(method: str) -> Callable[..., Any]:
+    """A related manager method that first refuses a historical owner."""
+
+    def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+        refuse_historical(self.instance, ())
+        return getattr(super(type(self), self), method)(*args, **kwargs)
+
+    write.__name__ = method
+    write.alters_data = True  # type: ignore[attr-defined]
+    return write
 
 
 add_links.alters_data = True  # type: ignore[attr-defined]
 remove_links.alters_data = True  # type: ignore[attr-defined]
 clear_links.alters_data = True  # type: ignore[attr-defined]
 set_links.alters_data = True  # type: ignore[attr-defined]
+create_linked.alters_data = True  # type: ignore[attr-defined]
 
 
 def change_links(
-    manager: Any, objs: tuple[Any, ...], action: str, write: Callable[[Any], None]
+    manager: Any,
+    objs: tuple[Any, ...],
+    action: str,
+    write: Callable[[Any], None],
+    through_defaults: Any = None,
 ) -> None:
     owner = manager.instance
+    if owner.__dict__.get(LINKS_AS_GIVEN_ATTRIBUTE) == FROM_FIXTURE:
+        return write(manager)  # history is being loaded as it was
     refuse_historical(owner, objs)
+    refuse_historical_keys(manager, objs)
     declaring = manager.model if manager.reverse else type(owner)
     if not is_versioned(declaring):
         return write(manager)
     if manager.reverse:
-        return change_declaring_objects(manager, objs, action, write)
+        return change_declaring_objects(manager, objs, action, through_defaults)
     as_given = owner.__dict__.get(LINKS_AS_GIVEN_ATTRIBUTE)
     if as_given is True:
         return write(manager)
@@ -161,13 +200,15 @@ def change_links(
         writes.save_version(owner, using, links_changed=True)
         if as_given is not None:  # later changes in a one_version() block
             owner.__dict__[LINKS_AS_GIVEN_ATTRIBUTE] = True
+        # The manager (maybe kept in a variable) now names the new version.
+        type(manager).__init__(manager, owner)
         with one_version(owner, made=True):
-            write(type(manager)(owner))
+            write(manager)
     return None
 
 
 def change_declaring_objects(
-    manager: Any, objs: tuple[Any, ...], action: str, write: Callable[[Any], None]
+    manager: Any, objs: tuple[Any, ...], action: str, through_defaults: Any
 ) -> None:
     """
     From the other side, each declaring object whose links change gets its
@@ -180,7 +221,7 @@ def change_declaring_objects(
     with transaction.atomic(using=using):
         if action == "add":
             for obj in declaring_objects(manager, objs, using):
-                getattr(obj, forward).add(owner)
+                getattr(obj, forward).add(owner, through_defaults=through_defaults)
         elif action == "remove":
             for obj in declaring_objects(manager, objs, using):
                 getattr(obj, forward).remove(owner)
@@ -194,7 +235,7 @@ def change_declaring_objects(
             linked_pks = {obj.pk for obj in linked}
             for obj in wanted:
                 if obj.pk not in linked_pks:
-                    getattr(obj, forward).add(owner)
+                    getattr(obj, forward).add(owner, through_defaults=through_defaults)
 
 
 def declaring_objects(manager: Any, objs: tuple[Any, ...], using: str) -> list[Any]:
@@ -242,13 +283,23 @@ def links_after(
     return pks
 
 
+def refuse_historical_keys(manager: Any, objs: tuple[Any, ...]) -> None:
+    """Objects given by primary key (as Django allows) must be current too."""
+    keys = [obj for obj in objs if not isinstance(obj, models.Model)]
+    if keys and is_versioned(manager.model):
+        rows = manager.model._base_manager.using(manager.db)
+        historical = rows.filter(pk__in=keys, valid_to__isnull=False).first()
+        if historical is not None:
+            refuse_historical(historical, ())
+
+
 def refuse_historical(owner: Any, objs: tuple[Any, ...]) -> None:
     for obj in (owner, *objs):
         if (
             isinstance(obj, models.Model)
             and is_versioned(type(obj))
             and obj.valid_to is not None  # type: ignore[attr-defined]
-            and obj.__dict__.get(LINKS_AS_GIVEN_ATTRIBUTE) is not True
+            and obj.__dict__.get(LINKS_AS_GIVEN_ATTRIBUTE) != FROM_FIXTURE
         ):
             raise HistoricalVersionError(
                 f"{writes.label(obj)} is a historical version: its links are "

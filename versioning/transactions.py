@@ -142,3 +142,16 @@ def check_followed_keys(
                 "version whose transaction was rolled back; nothing was "
                 "written. Reload the object it points at and set the key again."
             )
+
+
+# Lost races ---------------------------------------------------------------------
+
+#: Deadlock detected, serialization failure: another writer won.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def lost_to_another_writer(error: Exception) -> bool:
+    """Whether a database error is a deadlock or a serialization failure."""
+    cause = error.__cause__
+    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return state in CONFLICT_SQLSTATES
