@@ -159,6 +159,19 @@ def test_cascading_foreign_key_is_a_warning_suggesting_protect():
     assert "PROTECT" in warning.hint
 
 
+@isolate_apps("tests.testapp")
+def test_cascading_to_a_versioned_model_is_no_warning():
+    # Deleting a versioned object closes its CASCADE referrers: history stays.
+    class Target(Versioned):
+        __module__ = IN_TEST_APP
+
+    class Cascades(Versioned):
+        __module__ = IN_TEST_APP
+        target = models.ForeignKey(Target, on_delete=models.CASCADE)
+
+    assert messages(Cascades) == []
+
+
 @pytest.mark.django_db
 def test_the_test_project_passes_all_checks():
     from django.core.management import call_command
@@ -214,3 +227,59 @@ def test_a_manager_on_a_plain_queryset_is_an_error():
     assert len(errors) == 1
     assert "PlainQuerySet" in errors[0].msg and "VersionedQuerySet" in errors[0].hint
     assert ids(Mine) == []
+
+
+@pytest.mark.parametrize("owner_is_versioned", [True, False])
+@isolate_apps("tests.testapp")
+def test_a_versioned_through_model_is_an_error(owner_is_versioned):
+    class Person(models.Model):
+        __module__ = IN_TEST_APP
+
+        def __str__(self):
+            return "person"
+
+    class Membership(Versioned):
+        __module__ = IN_TEST_APP
+        club = models.ForeignKey("Club", on_delete=models.PROTECT)
+        person = models.ForeignKey(Person, on_delete=models.PROTECT)
+
+    class Club(Versioned if owner_is_versioned else models.Model):
+        __module__ = IN_TEST_APP
+        members = models.ManyToManyField(Person, through=Membership)
+
+    [error] = messages(Membership)
+    assert error.id == "versioning.E009" and error.obj is Membership
+    assert "'testapp.Club.members'" in error.msg
+    assert "plain model" in error.hint and "ForeignKeys" in error.hint
+    assert ids(Club) == []
+
+
+@isolate_apps("tests.testapp")
+def test_a_plain_through_model_of_a_versioned_model_passes():
+    class Person(models.Model):
+        __module__ = IN_TEST_APP
+
+        def __str__(self):
+            return "person"
+
+    class Membership(models.Model):
+        __module__ = IN_TEST_APP
+        club = models.ForeignKey("Club", on_delete=models.CASCADE)
+        person = models.ForeignKey(Person, on_delete=models.CASCADE)
+
+        def __str__(self):
+            return "membership"
+
+    class Club(Versioned):
+        __module__ = IN_TEST_APP
+        members = models.ManyToManyField(Person, through=Membership)
+        friends = models.ManyToManyField("self", through="Friendship")
+
+    class Friendship(Versioned):
+        __module__ = IN_TEST_APP
+        one = models.ForeignKey(Club, on_delete=models.PROTECT, related_name="+")
+        other = models.ForeignKey(Club, on_delete=models.PROTECT, related_name="+")
+
+    assert ids(Club) == []
+    # Between two rows of one model, the versioned through is reported once.
+    assert ids(Friendship) == ["versioning.E009"]

@@ -194,10 +194,17 @@ def test_update_of_nothing_writes_nothing(django_assert_num_queries):
 
 def test_set_based_write_statement_counts(django_assert_num_queries):
     items = [ItemFactory() for _ in range(5)]
-    # delete: one close (in a savepoint, since the test runs in a transaction)
+    # delete of a model nothing refers to: one close (in a savepoint, since
+    # the test runs in a transaction)
+    ExampleFactory()
     with django_assert_num_queries(3) as captured:
-        Item.objects.filter(pk=items[0].pk).delete()
+        Example.objects.all().delete()
     assert len(data_statements(captured.captured_queries)) == 1
+    # delete of items, which orders and reviews protect: the matched keys,
+    # one close, and one select per protecting key (none found)
+    with django_assert_num_queries(6) as captured:
+        Item.objects.filter(pk=items[0].pk).delete()
+    assert len(data_statements(captured.captured_queries)) == 4
     # bulk_create: one insert
     with django_assert_num_queries(1):
         Example.objects.bulk_create([Example(data=str(n)) for n in range(5)])

@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models, router
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -29,6 +29,7 @@ from .admin_filters import (
     StatusFilter,
     parse_as_of,
 )
+from .deletion_preview import Consequence, DeletionPreview
 from .exceptions import StaleVersionError
 from .forms import (
     LOADED_VERSION_FIELD,
@@ -70,6 +71,9 @@ class VersionedAdmin(admin.ModelAdmin):
     change_list_template = "admin/versioning/change_list.html"
     object_history_template = "admin/versioning/object_history.html"
     delete_confirmation_template = "admin/versioning/delete_confirmation.html"
+    delete_selected_confirmation_template = (
+        "admin/versioning/delete_selected_confirmation.html"
+    )
     form = VersionedModelForm
 
     # URLs --------------------------------------------------------------------
@@ -308,25 +312,93 @@ class VersionedAdmin(admin.ModelAdmin):
     def get_deleted_objects(
         self, objs: Sequence[Any] | models.QuerySet[Any], request: HttpRequest
     ) -> tuple[list[str], dict[Any, int], set[Any], list[str]]:
-        # Deleting closes the rows; nothing cascades and nothing is lost.
+        # A dry run of the delete: what it closes (history kept), deletes,
+        # changes, and the protected objects that would refuse it.
         objs = list(objs)
-        needed = set()
-        if not self.has_delete_permission(request):
-            needed.add(self.opts.verbose_name)
-        listed: list[str] = [
-            format_html(
-                '{}: <a href="{}">{}</a>',
-                capfirst(self.opts.verbose_name),
-                self.url("change", obj),
-                obj,
+        if not objs:
+            return [], {}, set(), []
+        preview = DeletionPreview(router.db_for_write(self.model), origin=objs)
+        preview.collect(objs)
+        needed: set[Any] = set()
+
+        def link(obj: Any) -> str:
+            opts = obj._meta
+            if self.admin_site.is_registered(type(obj)):
+                try:
+                    url = reverse(
+                        f"{self.admin_site.name}:{opts.app_label}_"
+                        f"{opts.model_name}_change",
+                        args=(quote(obj.pk),),
+                    )
+                except NoReverseMatch:
+                    pass
+                else:
+                    return format_html(
+                        '{}: <a href="{}">{}</a>', capfirst(opts.verbose_name), url, obj
+                    )
+            return format_html("{}: {}", capfirst(opts.verbose_name), obj)
+
+        def new_value(field: Any, value: Any) -> str:
+            if value is None:
+                return _("NULL")
+            if field.is_relation and not isinstance(value, models.Model):
+                rows = field.related_model._base_manager.using(preview.using)
+                value = rows.filter(pk=value).first() or value
+            return f"“{value}”"
+
+        def describe(obj: Any, consequence: Consequence) -> str:
+            if consequence.action != "update":
+                if self.admin_site.is_registered(type(obj)):
+                    model_admin = self.admin_site.get_model_admin(type(obj))
+                    if not model_admin.has_delete_permission(request, obj):
+                        needed.add(obj._meta.verbose_name)
+                if consequence.action == "close":
+                    return format_html(
+                        "{} — {}", link(obj), _("will be closed (history kept)")
+                    )
+                return format_html("{} — {}", link(obj), _("will be deleted"))
+            changes = "; ".join(
+                _("%(field)s will be set to %(value)s")
+                % {"field": field.verbose_name, "value": new_value(field, value)}
+                for field, value in consequence.keys
             )
-            for obj in objs
-        ]
-        return listed, {self.opts.verbose_name_plural: len(objs)}, needed, []
+            if consequence.versioned:
+                changes = _("%(changes)s (as a new version)") % {"changes": changes}
+            return format_html("{} — {}", link(obj), changes)
+
+        listed: list[Any] = preview.nested(describe)
+
+        def protector(obj: Any) -> str:
+            targets = ", ".join(
+                f"{target._meta.verbose_name} “{target}”"
+                for target in preview.protects(obj)
+            )
+            if not targets:
+                return link(obj)
+            protects = _("protects %(objects)s") % {"objects": targets}
+            return format_html("{} — {}", link(obj), protects)
+
+        protected = [protector(obj) for obj in preview.protected]
+        summary = {
+            "close": _("%(objects)s closed (history kept)"),
+            "delete": _("%(objects)s deleted"),
+            "update": _("%(objects)s changed"),
+        }
+        counts = {
+            summary[action] % {"objects": model._meta.verbose_name_plural}: count
+            for (model, action), count in preview.counts().items()
+        }
+        return listed, counts, needed, protected
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with versioning.changes(user=request.user):
             obj.delete()
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: models.QuerySet[Any]
+    ) -> None:
+        with versioning.changes(user=request.user):
+            queryset.delete()
 
     # History, version, comparison, restore ---------------------------------
 
@@ -384,7 +456,7 @@ class VersionedAdmin(admin.ModelAdmin):
         context.update(
             fields=[
                 (capfirst(field.verbose_name), display_value(field, row))
-                for field in data_fields(self.model)
+                for field in shown_fields(self.model)
             ],
             current=row.current_version() if not row.is_current else row,
         )
@@ -426,7 +498,7 @@ class VersionedAdmin(admin.ModelAdmin):
                     display_value(field, newer),
                     field.name in changed,
                 )
-                for field in data_fields(self.model)
+                for field in shown_fields(self.model)
             ],
         )
         return TemplateResponse(request, "admin/versioning/compare.html", context)
@@ -546,7 +618,14 @@ def restore_selected(
     )
 
 
+def shown_fields(model: Any) -> list[Any]:
+    """A version's data: its data fields, then the links it declares."""
+    return [*data_fields(model), *links.declared_links(model)]
+
+
 def display_value(field: models.Field[Any, Any], obj: Any) -> Any:
+    if field.many_to_many:
+        return str(links.links_of(obj, field))
     value = field.value_from_object(obj)
     if field.is_relation and value is not None:
         related = getattr(obj, field.name, None)

@@ -9,7 +9,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from .managers import CurrentManager, VersionedQuerySetMixin
-from .tracking import BOOKKEEPING_FIELD_NAMES
+from .tracking import BOOKKEEPING_FIELD_NAMES, is_versioned
 
 SCOPED_HINT = (
     "Every version of an object repeats its values, so this would fail on "
@@ -32,6 +32,7 @@ def check_versioned_model(
         *check_cascading_keys(model),
         *check_default_manager(model),
         *check_queryset_classes(model),
+        *check_through_models(model),
     ]
 
 
@@ -143,9 +144,15 @@ def check_uniqueness(model: type[models.Model]) -> list[checks.Error]:
 
 
 def check_cascading_keys(model: Any) -> list[checks.Warning]:
+    # Deleting a versioned target closes its referrers instead (delete()
+    # applies on_delete); a plain target's rows are really deleted.
     warnings = []
     for field in model._meta.local_fields:
-        if field.many_to_one and field.remote_field.on_delete is models.CASCADE:
+        if (
+            field.many_to_one
+            and field.remote_field.on_delete is models.CASCADE
+            and not is_versioned(field.related_model)
+        ):
             warnings.append(
                 checks.Warning(
                     f"'{model._meta.label}.{field.name}' has on_delete=CASCADE: "
@@ -195,4 +202,37 @@ def check_queryset_classes(model: type[models.Model]) -> list[checks.Error]:
                 id="versioning.E008",
             )
         )
+    return errors
+
+
+def check_through_models(model: Any) -> list[checks.Error]:
+    """
+    A versioned model named as a many-to-many's ``through``: links are already
+    versions of the declaring object (each of its versions keeps its own link
+    rows), and link rows that are versions themselves would be versioned twice.
+    """
+    errors = []
+    seen = set()
+    for key in model._meta.local_fields:
+        if not key.many_to_one or isinstance(key.related_model, str):
+            continue
+        for m2m in key.related_model._meta.local_many_to_many:
+            if m2m.remote_field.through is not model or m2m in seen:
+                continue
+            seen.add(m2m)
+            errors.append(
+                checks.Error(
+                    f"'{model._meta.label}' is the through model of "
+                    f"'{m2m.model._meta.label}.{m2m.name}' and is versioned "
+                    "itself, which versioning does not support: copying the "
+                    "links to a new version fails, and removed links stay.",
+                    hint=f"Make '{model._meta.object_name}' a plain model (not "
+                    "Versioned): each version of the object that declares the "
+                    "ManyToManyField keeps its own links, so they have history "
+                    "already. If a link has a history of its own, drop the "
+                    "ManyToManyField and use the model through its ForeignKeys.",
+                    obj=model,
+                    id="versioning.E009",
+                )
+            )
     return errors

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from . import context, statements, writes
 from .exceptions import HistoricalVersionError, VersioningError
-from .joins import ALL, AS_OF, CURRENT, ROWS, VersionedQuery
+from .joins import ALL, AS_OF, CURRENT, ROWS, VersionedQuery, versioned_query_combinable
 from .tracking import remember_loaded_values, remember_moment
 
 __all__ = [
@@ -98,6 +98,12 @@ class VersionedQuerySetMixin(_QuerySetBase):
                 "Call as_of() on the manager, before filtering: "
                 f"{self.model.__name__}.objects.as_of(when).filter(...)."
             )
+        if self.versioning_scope == AS_OF:
+            raise VersioningError(
+                "This queryset is already as of "
+                f"{self.query.versioning_when.isoformat()}; start again from "  # type: ignore[attr-defined]
+                f"{self.model.__name__}.objects.as_of(when)."
+            )
         moment = as_of_filter(when)
         clone = self._chain()  # type: ignore[attr-defined]  # not in django-stubs
         clone.versioning_scope = AS_OF
@@ -106,8 +112,53 @@ class VersionedQuerySetMixin(_QuerySetBase):
             clone._iterable_class = AsOfModelIterable
         return clone.filter(moment)
 
-    def _refuse_history_writes(self) -> None:
-        if self.versioning_scope in (ALL, AS_OF):
+    def create(self, **kwargs: Any) -> Any:
+        self._refuse_history_writes(AS_OF)
+        return super().create(**kwargs)
+
+    def get_or_create(self, defaults: Any = None, **kwargs: Any) -> Any:
+        self._refuse_history_writes(AS_OF)
+        return super().get_or_create(defaults=defaults, **kwargs)
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse_history_writes(AS_OF)
+        return super().update_or_create(*args, **kwargs)
+
+    def select_for_update(self, *args: Any, **kwargs: Any) -> Self:
+        if self.versioning_scope == AS_OF:
+            raise VersioningError(
+                "as_of() querysets read history, which never changes, so they "
+                "cannot be locked; lock current rows with "
+                f"{self.model.__name__}.objects.select_for_update()."
+            )
+        return super().select_for_update(*args, **kwargs)
+
+    def in_bulk(self, id_list: Any = None, *, field_name: str = "pk") -> Any:
+        # An identity names one object: unique among current rows, or among
+        # the rows of one moment.
+        if field_name == "identity" and self.versioning_scope in (CURRENT, AS_OF):
+            objects = self if id_list is None else self.filter(identity__in=id_list)
+            return {obj.identity: obj for obj in objects}  # type: ignore[attr-defined]
+        return super().in_bulk(id_list, field_name=field_name)
+
+    def union(self, *other_qs: Any, all: bool = False) -> Self:  # noqa: A002
+        self._refuse_other_moments(other_qs, "union()")
+        return super().union(*other_qs, all=all)
+
+    def intersection(self, *other_qs: Any) -> Self:
+        self._refuse_other_moments(other_qs, "intersection()")
+        return super().intersection(*other_qs)
+
+    def difference(self, *other_qs: Any) -> Self:
+        self._refuse_other_moments(other_qs, "difference()")
+        return super().difference(*other_qs)
+
+    def _refuse_other_moments(self, other_qs: Any, operation: str) -> None:
+        for other in other_qs:
+            versioned_query_combinable(self.query, other.query, operation)
+
+    def _refuse_history_writes(self, *scopes: str) -> None:
+        if self.versioning_scope in (scopes or (ALL, AS_OF)):
             raise HistoricalVersionError(
                 f"{READ_ONLY[self.versioning_scope]} are read-only, so history "
                 "cannot be rewritten. Use Model.objects.filter(...) to change "
@@ -137,7 +188,10 @@ class VersionedQuerySetMixin(_QuerySetBase):
 
     @alters_data
     def delete(self) -> tuple[int, dict[str, int]]:
-        """Close every matched row; returns Django's (count, {label: count})."""
+        """
+        Close every matched row and apply the referrers' on_delete, as
+        obj.delete() does; returns Django's (count, {label: count}).
+        """
         self._refuse_history_writes()
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
@@ -149,8 +203,7 @@ class VersionedQuerySetMixin(_QuerySetBase):
                 "Historical versions cannot be deleted: history is kept. Close "
                 "current rows with Model.objects.filter(...).delete()."
             )
-        closed = writes.close_matched(self)
-        return closed, {self.model._meta.label: closed} if closed else {}
+        return writes.close_matched(self)
 
     @alters_data
     def bulk_update(

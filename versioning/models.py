@@ -277,7 +277,11 @@ class Versioned(models.Model):
     def delete(
         self, using: str | None = None, keep_parents: bool = False
     ) -> tuple[int, dict[str, int]]:
-        """Close the current version; every row stays, history() keeps working."""
+        """
+        Close the current version; every row stays, history() keeps working.
+        The referrers' on_delete applies, except that versioned referrers are
+        closed or given a new version, never erased.
+        """
         if self._state.adding or self.pk is None:
             raise ValueError(
                 f"{self._meta.object_name} object can't be deleted because it "
@@ -287,8 +291,7 @@ class Versioned(models.Model):
         if self.valid_to is not None:
             self._refuse_historical("deleted")
         using = using or router.db_for_write(type(self), instance=self)
-        writes.close_object(self, using)
-        return 1, {self._meta.label: 1}
+        return writes.close_object(self, using)
 
     def _refuse_historical(self, action: str) -> NoReturn:
         raise HistoricalVersionError(

@@ -30,13 +30,14 @@ from django.db.models import Q
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from . import context, fixup, schema, transactions
+from . import context, deletion, fixup, schema, transactions
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
 from .links import link_changes
 from .signals import version_created
 from .statements import (
     adopt_new_versions,
     batch_size,
+    chunked,
     close_rows,
     close_version,
     identity_rows,
@@ -162,6 +163,10 @@ def restore_after(latest: Any, instance: Any, using: str) -> Any:
     )
     for field in data_fields(model):
         setattr(restored, field.attname, field.value_from_object(instance))
+    follow_restored_keys(restored, instance, using)
+    # A scoped unique value another object took meanwhile is a ValidationError
+    # naming the field, as a form reports it, and nothing is written.
+    restored.validate_constraints(exclude={"identity", "version"})
     insert_version(
         restored,
         using,
@@ -173,20 +178,53 @@ def restore_after(latest: Any, instance: Any, using: str) -> Any:
     return restored
 
 
+def follow_restored_keys(restored: Any, instance: Any, using: str) -> None:
+    """
+    The restored data's keys name the objects they named then, at their
+    current versions; a key to an object deleted since cannot be restored.
+    """
+    for field in fixup.followed_keys(type(restored)):
+        key = getattr(restored, field.attname)
+        if key is None:
+            continue
+        target = field.related_model
+        current = plain_rows(target, using).filter(
+            valid_to__isnull=True,
+            identity__in=plain_rows(target, using).filter(pk=key).values("identity"),
+        )
+        current_pk = current.values_list("pk", flat=True).first()
+        if current_pk is None:
+            raise VersioningError(
+                f"{label(instance)} cannot be restored: its {field.name} "
+                f"({target._meta.object_name} row {key}) has been deleted since. "
+                f"Restore that {target._meta.object_name} first, or restore a "
+                f"version with another {field.name}."
+            )
+        setattr(restored, field.attname, current_pk)
+
+
 def newer_version_exists(latest: Any, using: str) -> bool:
     return identity_rows(latest, using).filter(version__gt=latest.version).exists()
 
 
-def close_object(instance: Any, using: str) -> None:
-    """Close the current version (delete()): every row stays."""
+def close_object(instance: Any, using: str) -> tuple[int, dict[str, int]]:
+    """
+    Close the current version (delete()): every row stays. Then the
+    referrers' on_delete applies to what points at it (versioning.deletion).
+    Returns Django's (count, {label: count}).
+    """
     transactions.check_written_row(instance)
+    model = type(instance)
     now = version_time(instance.valid_from)
-    with stale_on_conflict(type(instance), instance), savepoint(using):
-        if close_version(type(instance), using, now, instance) is None:
+    with stale_on_conflict(model, instance), deletion_transaction(model, using):
+        # Closed first: a stale object is refused before its referrers are read.
+        if close_version(model, using, now, instance) is None:
             raise StaleVersionError(stale_message(instance))
+        deleted = deletion.apply_on_delete([instance], using, now=now, origin=instance)
     instance.valid_to = now
     remember_loaded_values(instance, ["valid_to"])
     transactions.remember_written_row(instance, transactions.commit_confirmation(using))
+    return deleted
 
 
 def update_versions(queryset: models.QuerySet[Any], values: dict[str, Any]) -> int:
@@ -265,12 +303,30 @@ def bulk_update_versions(
     return len(changed)
 
 
-def close_matched(queryset: models.QuerySet[Any]) -> int:
-    """QuerySet.delete(): close every matched current row in one statement."""
+def close_matched(queryset: models.QuerySet[Any]) -> tuple[int, dict[str, int]]:
+    """
+    QuerySet.delete(): close every matched current row, in one statement when
+    no referrer has an on_delete to apply; else close the matched rows a
+    batch at a time and apply it (versioning.deletion). Returns Django's
+    (count, {label: count}).
+    """
     model = queryset.model
-    matched = queryset.order_by().values("pk")
-    with stale_on_conflict(model), savepoint(queryset.db):
-        return close_rows(model, queryset.db, timezone.now(), Q(pk__in=matched))
+    using = queryset.db
+    now = timezone.now()
+    if not deletion.applies_on_delete(model):
+        matched = queryset.order_by().values("pk")
+        with stale_on_conflict(model), savepoint(using):
+            closed = close_rows(model, using, now, Q(pk__in=matched))
+        return closed, {model._meta.label: closed} if closed else {}
+    with stale_on_conflict(model), transaction.atomic(using=using):
+        # Keys only, as Django's delete() reads them: enough to find what
+        # points at the rows.
+        keys_only = queryset.order_by().select_related(None).prefetch_related(None)
+        rows = list({row.pk: row for row in keys_only.only("pk")}.values())
+        for batch in chunked([row.pk for row in rows], batch_size(using)):
+            if close_rows(model, using, now, Q(pk__in=batch)) != len(batch):
+                raise StaleVersionError(stale_message(model=model))
+        return deletion.apply_on_delete(rows, using, now=now, origin=queryset)
 
 
 # The rules --------------------------------------------------------------------
@@ -326,6 +382,19 @@ def apply_who_and_why(instance: Any) -> None:
     else:
         instance.changed_by_id = chosen.user_id
     instance.change_reason = chosen.reason
+
+
+def deletion_transaction(
+    model: type[models.Model], using: str
+) -> contextlib.AbstractContextManager[Any]:
+    """
+    A delete that applies its referrers' on_delete writes several statements:
+    a transaction of its own (a savepoint inside the caller's); a delete that
+    only closes is one statement.
+    """
+    if deletion.applies_on_delete(model):
+        return transaction.atomic(using=using)
+    return savepoint(using)
 
 
 def savepoint(using: str) -> contextlib.AbstractContextManager[Any]:
@@ -436,6 +505,8 @@ def fix_up_new_version(instance: Any, using: str, pending: PendingVersion) -> No
     model = type(instance)
     # Links first: a link to itself is copied, then re-pointed with the rest.
     fixup.copy_links(model, using, [pending.copy_links_from_pk])
+    if pending.copy_links_from_pk != pending.replaces_pk:  # a restore
+        fixup.follow_copied_links(model, using, [instance.pk])
     fixup.repoint_referrers(model, using, [pending.replaces_pk])
 
 
@@ -471,9 +542,6 @@ def restored_on_error(instances: Iterable[Any]) -> Iterator[None]:
 
 # Errors -----------------------------------------------------------------------
 
-#: Deadlock detected, serialization failure: another writer won.
-CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-
 
 @contextmanager
 def stale_on_conflict(
@@ -491,14 +559,9 @@ def stale_on_conflict(
             raise
         raise StaleVersionError(stale_message(instance, model)) from error
     except OperationalError as error:
-        if sqlstate(error) not in CONFLICT_SQLSTATES:
+        if not transactions.lost_to_another_writer(error):
             raise
         raise StaleVersionError(stale_message(instance, model)) from error
-
-
-def sqlstate(error: Exception) -> str | None:
-    cause = error.__cause__
-    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
 
 
 def violates_version_constraints(
@@ -589,16 +652,18 @@ def version_rows(
     pks: list[Any],
     assignments: dict[models.Field, Any],
     loaded_rows: Q | None = None,
+    now: datetime.datetime | None = None,
 ) -> None:
     """
     Close rows ``pks``, insert their new versions, then fix up relations.
     Keys that come from Python objects are matched with the rows the objects
     were loaded from (``loaded_rows``), so a key left over from a rolled-back
-    transaction closes nothing.
+    transaction closes nothing. ``now`` is when the new versions start (a
+    delete gives its referrers' new versions its own moment).
     """
     if not pks:
         return
-    now = timezone.now()
+    now = now or timezone.now()
     condition = Q(pk__in=pks) if loaded_rows is None else Q(pk__in=pks) & loaded_rows
     closed = close_rows(model, using, now, condition)
     if closed != len(pks):

@@ -17,3 +17,8 @@ class PlainVersionedAdmin(VersionedAdmin):
 
 
 admin.site.register(models.OrderLine)
+
+
+@admin.register(models.City, models.Club, models.Mascot)
+class DeletionScenarioAdmin(VersionedAdmin):
+    pass

@@ -2,7 +2,7 @@
 
 import uuid
 
-from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.db import models
 from django.db.models.functions import Length
 
@@ -326,3 +326,239 @@ class Restaurant(models.Model):
 
     def __str__(self):
         return f"restaurant at {self.place_id}"
+
+
+# delete() and the referrers' on_delete -----------------------------------------
+#
+# CleanerVersion's delete-handler scenario: a city, its clubs, and what refers
+# to a club, with a versioned and a plain referrer for every on_delete.
+
+
+class City(Versioned):
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        verbose_name_plural = "cities"
+
+    def __str__(self):
+        return self.name
+
+
+def free_agents():
+    """The club SET() and SET_DEFAULT hand a club's referrers over to."""
+    return Club.objects.filter(name="free agents").values_list("pk", flat=True).first()
+
+
+class Club(Versioned):
+    """Deleting a city closes its clubs (a versioned CASCADE)."""
+
+    name = models.CharField(max_length=50)
+    city = models.ForeignKey(
+        City, null=True, blank=True, on_delete=models.CASCADE, related_name="clubs"
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class Mascot(Versioned):
+    """Versioned CASCADE, one level below the city."""
+
+    name = models.CharField(max_length=50)
+    club = models.ForeignKey(Club, on_delete=models.CASCADE, related_name="mascots")
+
+    def __str__(self):
+        return self.name
+
+
+class Fan(Versioned):
+    """Versioned SET(): a fan of a deleted club follows the free agents."""
+
+    name = models.CharField(max_length=50)
+    club = models.ForeignKey(
+        Club,
+        null=True,
+        blank=True,
+        on_delete=models.SET(free_agents),
+        related_name="fans",
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class RabidFan(Versioned):
+    """Versioned SET_NULL, with two keys that one delete may both clear."""
+
+    name = models.CharField(max_length=50)
+    club = models.ForeignKey(
+        Club,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rabid_fans",
+    )
+    rival = models.ForeignKey(
+        Club, null=True, blank=True, on_delete=models.SET_NULL, related_name="rivals"
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class Sponsor(Versioned):
+    """Versioned SET_DEFAULT."""
+
+    name = models.CharField(max_length=50)
+    club = models.ForeignKey(
+        Club,
+        null=True,
+        blank=True,
+        default=free_agents,
+        on_delete=models.SET_DEFAULT,
+        related_name="sponsors",
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class Stadium(Versioned):
+    """
+    Versioned RESTRICT, Django's album-and-song example: a club cannot go
+    while its stadium stands, unless the city goes and takes both with it.
+    """
+
+    name = models.CharField(max_length=50)
+    city = models.ForeignKey(City, on_delete=models.CASCADE, related_name="stadiums")
+    club = models.ForeignKey(Club, on_delete=models.RESTRICT, related_name="stadiums")
+
+    def __str__(self):
+        return self.name
+
+
+class NonFan(Versioned):
+    """Versioned DO_NOTHING: keeps pointing at the club's last row."""
+
+    name = models.CharField(max_length=50)
+    club = models.ForeignKey(Club, on_delete=models.DO_NOTHING, related_name="non_fans")
+
+    def __str__(self):
+        return self.name
+
+
+class WizardFan(Versioned):
+    """Versioned PROTECT below a CASCADE: protects the club and its city."""
+
+    name = models.CharField(max_length=50)
+    club = models.ForeignKey(Club, on_delete=models.PROTECT, related_name="wizard_fans")
+
+    def __str__(self):
+        return self.name
+
+
+class Ticket(models.Model):
+    """Plain CASCADE: deleted through Django's collector."""
+
+    club = models.ForeignKey(Club, on_delete=models.CASCADE, related_name="tickets")
+
+    def __str__(self):
+        return f"ticket {self.pk}"
+
+
+class Seat(models.Model):
+    """A plain referrer of a plain referrer: Django's own on_delete applies."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="seats")
+
+    def __str__(self):
+        return f"seat {self.pk}"
+
+
+class Refund(models.Model):
+    """Plain PROTECT below a plain CASCADE: Django's collector refuses."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="refunds")
+
+    def __str__(self):
+        return f"refund {self.pk}"
+
+
+class Scarf(models.Model):
+    """Plain SET_NULL."""
+
+    club = models.ForeignKey(
+        Club, null=True, blank=True, on_delete=models.SET_NULL, related_name="scarves"
+    )
+
+    class Meta:
+        verbose_name_plural = "scarves"
+
+    def __str__(self):
+        return f"scarf {self.pk}"
+
+
+class Kit(models.Model):
+    """Plain SET_DEFAULT."""
+
+    club = models.ForeignKey(
+        Club,
+        null=True,
+        blank=True,
+        default=free_agents,
+        on_delete=models.SET_DEFAULT,
+        related_name="kits",
+    )
+
+    def __str__(self):
+        return f"kit {self.pk}"
+
+
+class Banner(models.Model):
+    """Plain SET()."""
+
+    club = models.ForeignKey(
+        Club,
+        null=True,
+        blank=True,
+        on_delete=models.SET(free_agents),
+        related_name="banners",
+    )
+
+    def __str__(self):
+        return f"banner {self.pk}"
+
+
+class Trophy(models.Model):
+    """Plain RESTRICT."""
+
+    club = models.ForeignKey(Club, on_delete=models.RESTRICT, related_name="trophies")
+
+    class Meta:
+        verbose_name_plural = "trophies"
+
+    def __str__(self):
+        return f"trophy {self.pk}"
+
+
+class Chant(models.Model):
+    """Plain DO_NOTHING."""
+
+    club = models.ForeignKey(Club, on_delete=models.DO_NOTHING, related_name="chants")
+
+    def __str__(self):
+        return f"chant {self.pk}"
+
+
+# prune and fixtures ------------------------------------------------------------
+
+
+class Recipe(Versioned):
+    """A generic relation on a versioned model: each note is on one version."""
+
+    title = models.CharField(max_length=100)
+    served_at = models.TimeField(null=True, blank=True)
+    notes = GenericRelation(Note)
+
+    def __str__(self):
+        return self.title
