@@ -1332,3 +1332,19 @@ def test_plain_declaring_links_never_version_anything(kind_id):
     backward(kind, b).clear()
     assert [versions(a), versions(b)] == [1, 1]
     assert kind.through.objects.count() == 0
+
+
+def test_version_created_for_a_link_change_sees_the_new_links():
+    seen = []
+
+    def record(sender, instance, **kwargs):
+        seen.append((instance.version, sorted(t.name for t in instance.tags.all())))
+
+    item = ItemFactory()
+    version_created.connect(record, sender=Item)
+    try:
+        item.tags.add(TagFactory(name="red"))
+        item.tags.set([])
+    finally:
+        version_created.disconnect(record, sender=Item)
+    assert seen == [(2, ["red"]), (3, [])]

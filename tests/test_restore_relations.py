@@ -101,3 +101,17 @@ def test_statements_of_a_restore_with_a_key():
     # follows a concurrent save of the page); nothing to re-point or copy
     statements = data_statements(captured)
     assert len(statements) == 5, statements
+
+
+def test_restoring_a_version_linked_to_an_object_deleted_since_writes_nothing():
+    barolo = Wine.objects.create(name="barolo")
+    ann = WineDrinker.objects.create(name="ann")
+    ann.glasses.add(barolo)  # version 2 holds the link
+    ann.glasses.clear()
+    barolo.delete()
+    before = every_row(Wine, WineDrinker)
+    links_before = list(WineDrinker.glasses.through.objects.values_list())
+    with pytest.raises(VersioningError, match="glasses link to Wine “barolo”"):
+        ann.history().get(version=2).restore()
+    assert every_row(Wine, WineDrinker) == before
+    assert list(WineDrinker.glasses.through.objects.values_list()) == links_before

@@ -196,7 +196,11 @@ def change_links(
         return None
     using = router.db_for_write(type(owner), instance=owner)
     # The new version and its links, or neither (and the object as it was).
-    with writes.restored_on_error([owner]), transaction.atomic(using=using):
+    with (
+        writes.announced_when_complete(),
+        writes.restored_on_error([owner]),
+        transaction.atomic(using=using),
+    ):
         writes.save_version(owner, using, links_changed=True)
         if as_given is not None:  # later changes in a one_version() block
             owner.__dict__[LINKS_AS_GIVEN_ATTRIBUTE] = True

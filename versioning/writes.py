@@ -10,6 +10,7 @@ write from any other failure.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import functools
 import operator
@@ -32,7 +33,7 @@ from django.utils import timezone
 
 from . import context, deletion, fixup, schema, transactions
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
-from .links import link_changes
+from .links import declared_links, link_changes
 from .signals import version_created
 from .statements import (
     adopt_new_versions,
@@ -57,6 +58,7 @@ from .tracking import (
     data_fields,
     forget_moment,
     is_expression,
+    is_versioned,
     loaded_values,
     remember_loaded_values,
     values_differ,
@@ -164,6 +166,7 @@ def restore_after(latest: Any, instance: Any, using: str) -> Any:
     for field in data_fields(model):
         setattr(restored, field.attname, field.value_from_object(instance))
     follow_restored_keys(restored, instance, using)
+    refuse_links_to_deleted_objects(instance, using)
     # A scoped unique value another object took meanwhile is a ValidationError
     # naming the field, as a form reports it, and nothing is written.
     restored.validate_constraints(exclude={"identity", "version"})
@@ -201,6 +204,31 @@ def follow_restored_keys(restored: Any, instance: Any, using: str) -> None:
                 f"version with another {field.name}."
             )
         setattr(restored, field.attname, current_pk)
+
+
+def refuse_links_to_deleted_objects(instance: Any, using: str) -> None:
+    """A restored version's links must name objects that still exist."""
+    for field in declared_links(type(instance)):
+        target: Any = field.related_model
+        if not is_versioned(target):
+            continue
+        through: Any = field.remote_field.through
+        source = through._meta.get_field(field.m2m_field_name()).attname
+        key = through._meta.get_field(field.m2m_reverse_field_name()).attname
+        named = plain_rows(target, using).filter(
+            pk__in=plain_rows(through, using)
+            .filter(**{source: instance.pk})
+            .values(key)
+        )
+        alive = plain_rows(target, using).filter(valid_to__isnull=True)
+        gone = named.exclude(identity__in=alive.values("identity")).first()
+        if gone is not None:
+            raise VersioningError(
+                f"{label(instance)} cannot be restored: its {field.name} link "
+                f"to {gone._meta.object_name} “{gone}” names an object deleted "
+                f"since. Restore that {gone._meta.object_name} first, or "
+                "restore a version without that link."
+            )
 
 
 def newer_version_exists(latest: Any, using: str) -> bool:
@@ -469,7 +497,34 @@ def closed_copy(instance: Any, using: str, now: datetime.datetime | None) -> Any
     return previous
 
 
+#: Announcements held back until the write they belong to is complete.
+DEFERRED_ANNOUNCEMENTS: contextvars.ContextVar[list[tuple[Any, Any, str]] | None] = (
+    contextvars.ContextVar("versioning_deferred_announcements", default=None)
+)
+
+
+@contextmanager
+def announced_when_complete() -> Iterator[None]:
+    """
+    Send version_created for the versions made inside the block only once
+    the block is done (a change of links: after the links are written), and
+    not at all if it fails.
+    """
+    held: list[tuple[Any, Any, str]] = []
+    token = DEFERRED_ANNOUNCEMENTS.set(held)
+    try:
+        yield
+    finally:
+        DEFERRED_ANNOUNCEMENTS.reset(token)
+    for instance, previous, using in held:
+        announce(instance, previous, using)
+
+
 def announce(instance: Any, previous: Any, using: str) -> None:
+    held = DEFERRED_ANNOUNCEMENTS.get()
+    if held is not None:
+        held.append((instance, previous, using))
+        return
     if version_created.has_listeners(type(instance)):
         if previous is not None and previous.valid_to is None:
             previous.valid_to = instance.valid_from
