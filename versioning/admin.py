@@ -27,6 +27,7 @@ from .admin_filters import (
     STATUS_PARAMETER,
     AsOfFilter,
     StatusFilter,
+    every_version,
     parse_as_of,
 )
 from .deletion_preview import Consequence, DeletionPreview
@@ -106,14 +107,33 @@ class VersionedAdmin(admin.ModelAdmin):
 
     # Reading rows --------------------------------------------------------------
 
+    def get_versions_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        """
+        The versions this admin shows, for every view, filter and action that
+        reads history: ``get_queryset(request)`` applied to every version (its
+        filters and annotations kept, the current-rows condition dropped).
+        Override it to decide differently.
+        """
+        return every_version(self.get_queryset(request))
+
     def get_version(self, request: HttpRequest, object_id: str) -> Versioned | None:
-        """Any version (historical or current) by primary key, or None."""
+        """A version (historical or current) that the admin shows, by pk, or None."""
         model = self.model
         try:
             pk = model._meta.pk.to_python(unquote(object_id))
-            return model.all_versions.select_related("changed_by").get(pk=pk)
+            rows = self.get_versions_queryset(request)
+            return rows.select_related("changed_by").get(pk=pk)
         except (model.DoesNotExist, ValueError, TypeError, forms.ValidationError):
             return None
+
+    def hides_current(self, request: HttpRequest, row: Versioned) -> bool:
+        """Whether ``row``'s object has a current version ``get_queryset`` hides."""
+        visible = self.get_queryset(request).filter(identity=row.identity)
+        return (
+            self.model.all_versions.filter(identity=row.identity, valid_to__isnull=True)
+            .exclude(pk__in=visible.values("pk"))
+            .exists()
+        )
 
     def version_or_404(
         self,
@@ -137,6 +157,8 @@ class VersionedAdmin(admin.ModelAdmin):
             # A form posted from a version that is no longer current: bind it
             # anyway, so the conflict is shown with the user's input kept.
             obj = self.get_version(request, object_id)
+            if obj is not None and self.hides_current(request, obj):
+                obj = None
         return obj
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -222,7 +244,11 @@ class VersionedAdmin(admin.ModelAdmin):
     def redirect_from_historical(
         self, request: HttpRequest, row: Versioned
     ) -> HttpResponseRedirect:
-        current = row.current_version()
+        current = self.get_queryset(request).filter(identity=row.identity).first()
+        if current is None and self.hides_current(request, row):
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, str(row.pk)
+            )
         if current is None:
             self.message_user(
                 request,
@@ -417,12 +443,21 @@ class VersionedAdmin(admin.ModelAdmin):
             )
         if not self.has_view_or_change_permission(request, row):
             raise PermissionDenied
-        versions = row.history().select_related("changed_by").order_by("-version")
+        versions = (
+            self.get_versions_queryset(request)
+            .filter(identity=row.identity)
+            .select_related("changed_by")
+            .order_by("-version")
+        )
         paginator = self.get_paginator(request, versions, HISTORY_PAGE_SIZE)
         page = paginator.get_page(request.GET.get(PAGE_VAR, 1))
         latest = versions.first() if page.number > 1 else None
         entries = history_entries(list(page.object_list), latest)
         current = next((e["version"] for e in entries if e["version"].is_current), None)
+        newest = latest or (entries[0]["version"] if entries else None)
+        # The newest version shown is current unless the object was deleted
+        # or its current version is hidden: only then ask which.
+        shown_current = newest is not None and newest.is_current
         context = {
             **self.admin_site.each_context(request),
             "title": _("History: %s") % row,
@@ -435,7 +470,8 @@ class VersionedAdmin(admin.ModelAdmin):
             "pagination_required": paginator.num_pages > 1,
             "module_name": str(capfirst(self.opts.verbose_name_plural)),
             "opts": self.opts,
-            "can_restore": self.has_change_permission(request, row),
+            "can_restore": self.has_change_permission(request, row)
+            and (shown_current or not self.hides_current(request, row)),
             "compare_url": self.url("compare", row),
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),
@@ -505,6 +541,9 @@ class VersionedAdmin(admin.ModelAdmin):
 
     def restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         row = self.version_or_404(request, object_id, self.has_change_permission)
+        if self.hides_current(request, row):
+            # A restore changes the current version, which this user cannot see.
+            raise Http404(_("No such version."))
         if request.method == "POST":
             return self.restore_posted(request, row)
         context = self.version_context(
@@ -589,7 +628,8 @@ class VersionedAdmin(admin.ModelAdmin):
             "version": row,
             "history_url": self.url("history", row),
             "restore_url": self.url("restore", row),
-            "can_restore": self.has_change_permission(request, row),
+            "can_restore": self.has_change_permission(request, row)
+            and not self.hides_current(request, row),
         }
 
     def url(self, view: str, obj: Any = None) -> str:

@@ -10,9 +10,13 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db import models
 from django.db.models import Exists, OuterRef
+from django.db.models.lookups import IsNull
+from django.db.models.sql.where import AND
 from django.http import HttpRequest
 from django.utils import dateparse, timezone
 from django.utils.translation import gettext_lazy as _
+
+from .joins import ALL, CURRENT
 
 AS_OF_PARAMETER = "as_of"
 STATUS_PARAMETER = "status"
@@ -37,17 +41,79 @@ def parse_as_of(value: str | None) -> datetime.datetime | None:
     return moment
 
 
-def deleted_objects(model: type[Any]) -> models.QuerySet[Any]:
-    """The last version of every object that has no current version."""
+def every_version(queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+    """
+    ``queryset`` (of current rows, as the default manager gives them) applied
+    to every version: the same filters, annotations and ordering, without the
+    current-rows condition. A queryset whose filters cannot be separated from
+    that condition (e.g. a union) gives every version of the objects it shows.
+    Querysets of history (``all_versions``, ``as_of()``) are returned as they are.
+    """
+    model = queryset.model
+    if getattr(queryset, "versioning_scope", CURRENT) != CURRENT:
+        return queryset
+    clone = queryset.all()
+    query = clone.query
+    where = query.where
+    if (
+        where.connector == AND
+        and not where.negated
+        and not query.combinator
+        and not query.is_sliced
+    ):
+        for index, child in enumerate(where.children):
+            lhs = getattr(child, "lhs", None)
+            if (
+                isinstance(child, IsNull)
+                and child.rhs is True
+                and getattr(getattr(lhs, "target", None), "name", None) == "valid_to"
+                and getattr(lhs, "alias", None) == query.base_table
+            ):
+                del where.children[index]
+                clone.versioning_scope = ALL  # type: ignore[attr-defined]
+                return clone
+    return model.all_versions.filter(identity__in=queryset.values("identity"))
+
+
+def deleted_objects(
+    model: type[Any], queryset: models.QuerySet[Any] | None = None
+) -> models.QuerySet[Any]:
+    """
+    The last version of every object that has no current version, among the
+    versions of ``queryset`` (by default, all of them).
+    """
     newer = model.all_versions.filter(
         identity=OuterRef("identity"), version__gt=OuterRef("version")
     )
-    return model.all_versions.filter(valid_to__isnull=False).exclude(Exists(newer))
+    rows = model.all_versions.all() if queryset is None else every_version(queryset)
+    return rows.filter(valid_to__isnull=False).exclude(Exists(newer))
 
 
 class NoFacetsMixin:
     # These filters swap the queryset for another one; per-choice counts
     # would be counts of a different table.
+    def __init__(
+        self,
+        request: HttpRequest,
+        params: dict[str, Any],
+        model: type[models.Model],
+        model_admin: admin.ModelAdmin[Any],
+    ) -> None:
+        self.model_admin = model_admin
+        super().__init__(request, params, model, model_admin)  # type: ignore[call-arg]
+
+    def versions(
+        self, request: HttpRequest, queryset: models.QuerySet[Any]
+    ) -> models.QuerySet[Any]:
+        """
+        Every version the admin shows, when ``queryset`` is its own queryset
+        of current rows: ``VersionedAdmin.get_versions_queryset(request)``.
+        """
+        hook = getattr(self.model_admin, "get_versions_queryset", None)
+        if hook is not None and getattr(queryset, "versioning_scope", "") == CURRENT:
+            return hook(request)
+        return every_version(queryset)
+
     def get_facet_counts(
         self, pk_attname: str, filtered_qs: models.QuerySet[Any]
     ) -> dict[str, models.Count]:
@@ -94,7 +160,9 @@ class AsOfFilter(NoFacetsMixin, admin.SimpleListFilter):
         moment = self.moment()
         if moment is None:
             return queryset
-        return queryset.model.all_versions.as_of(moment)
+        # The admin's get_queryset() (its filters and annotations) applied
+        # to the rows current at the moment.
+        return self.versions(request, queryset).as_of(moment)  # type: ignore[attr-defined]
 
 
 class StatusFilter(NoFacetsMixin, admin.SimpleListFilter):
@@ -126,5 +194,5 @@ class StatusFilter(NoFacetsMixin, admin.SimpleListFilter):
         self, request: HttpRequest, queryset: models.QuerySet[Any]
     ) -> models.QuerySet[Any]:
         if self.value() == "deleted":
-            return deleted_objects(queryset.model)
+            return deleted_objects(queryset.model, self.versions(request, queryset))
         return queryset
