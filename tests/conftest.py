@@ -55,3 +55,42 @@ def wait_until_waiting_for_a_lock(pid, done, seconds=30):
                 return
             time.sleep(0.01)
     raise AssertionError(f"backend {pid} neither waited for a lock nor finished")
+
+
+# Shared by the test modules ------------------------------------------------------
+
+
+def saved(obj, **values):
+    """Set ``values`` on ``obj`` and save it as a new version."""
+    for name, value in values.items():
+        setattr(obj, name, value)
+    obj.save()
+    return obj
+
+
+def edited(obj, field, *values):
+    """Save ``obj`` once per value of ``field``, in order."""
+    for value in values:
+        setattr(obj, field, value)
+        obj.save()
+    return obj
+
+
+def item_form_data(item, tags=None, **changes):
+    """What the admin's change form for ``item`` posts, with ``changes``."""
+    data = {
+        "name": item.name,
+        "price": str(item.price),
+        "description": item.description,
+        "attributes": "{}",
+        "versioning_loaded_version": str(item.version),
+        "versioning_reason": "",
+    }
+    if tags is not None:
+        data["tags"] = [str(tag.pk) for tag in tags]
+    data.update(changes)
+    return data
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]] if response.context else []

@@ -12,6 +12,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 import versioning
+from tests.conftest import item_form_data as form_data
+from tests.conftest import messages_of
 from tests.factories import ItemFactory, UserFactory
 from tests.testapp.models import Example, Item
 from versioning.admin import VersionedAdmin
@@ -22,23 +24,6 @@ pytestmark = pytest.mark.django_db
 def url(view, obj=None):
     args = () if obj is None else (obj.pk,)
     return reverse(f"admin:testapp_item_{view}", args=args)
-
-
-def form_data(item, **changes):
-    data = {
-        "name": item.name,
-        "price": str(item.price),
-        "description": item.description,
-        "attributes": "{}",
-        "versioning_loaded_version": str(item.version),
-        "versioning_reason": "",
-    }
-    data.update(changes)
-    return data
-
-
-def messages_of(response):
-    return [str(m) for m in response.context["messages"]] if response.context else []
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from django.db.models.functions import Length
 from django.urls import path, reverse
 from django.utils import timezone
 
+from tests.conftest import item_form_data as form_data
 from tests.factories import ItemFactory
 from tests.testapp.models import Item
 from versioning.admin import VersionedAdmin
@@ -150,19 +151,6 @@ def test_a_shown_old_version_whose_object_is_now_hidden_cannot_be_restored(
 
 
 # change view ------------------------------------------------------------------
-
-
-def form_data(item, **changes):
-    data = {
-        "name": item.name,
-        "price": str(item.price),
-        "description": item.description,
-        "attributes": "{}",
-        "versioning_loaded_version": str(item.version),
-        "versioning_reason": "",
-    }
-    data.update(changes)
-    return data
 
 
 def test_old_pk_of_a_hidden_object_does_not_redirect(admin_client, hidden):

@@ -15,6 +15,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from tests.conftest import edited
 from tests.factories import (
     ItemFactory,
     OrderFactory,
@@ -48,13 +49,6 @@ from tests.testapp.models import (
 from versioning.exceptions import VersioningError
 
 pytestmark = pytest.mark.django_db
-
-
-def edited(obj, field, *values):
-    for value in values:
-        setattr(obj, field, value)
-        obj.save()
-    return obj
 
 
 def pks(queryset):

@@ -30,7 +30,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.conftest import data_statements
+from tests.conftest import data_statements, item_form_data, messages_of
 from tests.factories import DocumentFactory, ItemFactory, TagFactory
 from tests.testapp.models import (
     Bundle,
@@ -1112,30 +1112,12 @@ def admin_url(view, obj=None):
     return reverse(f"admin:testapp_item_{view}", args=args)
 
 
-def admin_form_data(item, tags, **changes):
-    data = {
-        "name": item.name,
-        "price": str(item.price),
-        "description": item.description,
-        "attributes": "{}",
-        "tags": [str(t.pk) for t in tags],
-        "versioning_loaded_version": str(item.version),
-        "versioning_reason": "",
-    }
-    data.update(changes)
-    return data
-
-
-def messages_of(response):
-    return [str(m) for m in response.context["messages"]] if response.context else []
-
-
 def test_the_admin_saving_links_only_makes_a_version_shown_in_history(admin_client):
     item = ItemFactory(name="lamp")
     red, blue = TagFactory(name="red"), TagFactory(name="blue")
 
     response = admin_client.post(
-        admin_url("change", item), admin_form_data(item, [red]), follow=True
+        admin_url("change", item), item_form_data(item, [red]), follow=True
     )
     assert "Saved as version 2." in messages_of(response)
     item = Item.objects.get()
@@ -1143,7 +1125,7 @@ def test_the_admin_saving_links_only_makes_a_version_shown_in_history(admin_clie
 
     response = admin_client.post(
         admin_url("change", item),
-        admin_form_data(item, [blue], price="12"),
+        item_form_data(item, [blue], price="12"),
         follow=True,
     )
     assert "Saved as version 3." in messages_of(response)
@@ -1151,7 +1133,7 @@ def test_the_admin_saving_links_only_makes_a_version_shown_in_history(admin_clie
     assert (item.version, item.price, names(item.tags.all())) == (3, 12, ["blue"])
 
     response = admin_client.post(
-        admin_url("change", item), admin_form_data(item, [blue]), follow=True
+        admin_url("change", item), item_form_data(item, [blue]), follow=True
     )
     assert "Nothing changed, so no new version was made." in messages_of(response)
     assert Item.objects.get().version == 3

@@ -6,18 +6,12 @@ import pytest
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from tests.conftest import edited
 from tests.factories import ExampleFactory, ItemFactory, ReviewFactory
 from tests.testapp.models import Example, Item
 from versioning.exceptions import VersioningError
 
 pytestmark = pytest.mark.django_db
-
-
-def edited(obj, field, *values):
-    for value in values:
-        setattr(obj, field, value)
-        obj.save()
-    return obj
 
 
 def test_objects_sees_current_versions_only():

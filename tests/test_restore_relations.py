@@ -10,19 +10,12 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.conftest import data_statements
+from tests.conftest import data_statements, saved
 from tests.factories import ArticleFactory
 from tests.testapp.models import Article, Comment, Page, Player, Team, Wine, WineDrinker
 from versioning.exceptions import VersioningError
 
 pytestmark = pytest.mark.django_db
-
-
-def saved(obj, **values):
-    for name, value in values.items():
-        setattr(obj, name, value)
-    obj.save()
-    return obj
 
 
 def every_row(*models):

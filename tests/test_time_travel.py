@@ -8,6 +8,7 @@ import pytest
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from tests.conftest import saved
 from tests.factories import ItemFactory, PlayerFactory, TeamFactory
 from tests.testapp.models import (
     Bundle,
@@ -29,14 +30,6 @@ from tests.testapp.models import (
 from versioning.exceptions import HistoricalVersionError, VersioningError
 
 pytestmark = pytest.mark.django_db
-
-
-def saved(obj, **values):
-    """Set ``values`` on ``obj`` and save it as a new version."""
-    for name, value in values.items():
-        setattr(obj, name, value)
-    obj.save()
-    return obj
 
 
 def names(objs, field="name"):
