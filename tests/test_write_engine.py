@@ -801,7 +801,7 @@ def test_a_rolled_back_delete_says_so_instead_of_calling_the_row_historical():
         article.delete()
         raise Rollback
     article.title = "edited"
-    with pytest.raises(StaleVersionError, match="rolled back"):
+    with pytest.raises(StaleVersionError, match="deleted in a transaction that was"):
         article.save()
     assert article.current_version().is_current
     closed = ArticleFactory()

@@ -80,9 +80,11 @@ def check_written_row(instance: Any) -> None:
     """Refuse to write through ``instance`` if its row was rolled back."""
     confirmation = unconfirmed_row(instance)
     if confirmation is not None and confirmation.rolled_back:
+        # The last write through the object was a delete if it closed the row.
+        written = "deleted" if instance.valid_to is not None else "written"
         raise StaleVersionError(
             f"{instance._meta.object_name} {instance.identity} version "
-            f"{instance.version} was written in a transaction that was rolled "
+            f"{instance.version} was {written} in a transaction that was rolled "
             "back, so this object no longer matches the database; nothing was "
             "written. Load the current version (obj.current_version()) and "
             "apply the change again, or create the object again if it was "
