@@ -373,6 +373,24 @@ def test_create_on_the_reverse_manager_is_one_version_of_the_created_object(kind
         assert link_history(kind, created) == [["t"]]
 
 
+@pytest.mark.parametrize("method", ["get_or_create", "update_or_create"])
+def test_get_or_create_on_the_reverse_manager_is_one_version(kind, method):
+    target = kind.target_object("t")
+    manager = backward(kind, target)
+    created, made = getattr(manager, method)(
+        **{label_field(kind.declaring): "new"}, **kind.options
+    )
+    assert made
+    assert names(backward(kind, target).all()) == ["new"]
+    again, made_again = getattr(backward(kind, target), method)(
+        **{label_field(kind.declaring): "new"}, **kind.options
+    )
+    assert not made_again and again.pk == created.pk
+    if kind.declaring_versioned:
+        assert created.pk == current(created).pk
+        assert link_history(kind, created) == [["t"]]
+
+
 @pytest.mark.parametrize("kind_id", WITH_THROUGH_DATA)
 def test_through_defaults_are_written_from_either_side(kind_id):
     kind = KINDS[kind_id]

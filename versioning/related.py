@@ -36,6 +36,7 @@ from .related_writes import (
     add_referrers,
     clear_links,
     create_linked,
+    created_with_link,
     refuse_writes_through_history,
     remove_links,
     remove_referrers,
@@ -303,8 +304,8 @@ class VersionedManyToManyDescriptor(ManyToManyDescriptor):
             "clear": clear_links,
             "set": set_links,
             "create": create_linked,
-            "get_or_create": refuse_writes_through_history("get_or_create"),
-            "update_or_create": refuse_writes_through_history("update_or_create"),
+            "get_or_create": created_with_link("get_or_create"),
+            "update_or_create": created_with_link("update_or_create"),
         }
         return type(
             f"Versioned{manager_cls.__name__}",

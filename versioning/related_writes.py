@@ -151,6 +151,36 @@ def create_linked(self: Any, *, through_defaults: Any = None, **kwargs: Any) -> 
     return created
 
 
+def created_with_link(method: str) -> Callable[..., Any]:
+    """
+    ``get_or_create()``/``update_or_create()`` of a many-to-many manager: an
+    object created from the other side is one version 1 with its link.
+    """
+
+    def write(self: Any, *, through_defaults: Any = None, **kwargs: Any) -> Any:
+        refuse_historical(self.instance, ())
+        if not (self.reverse and is_versioned(self.model)):
+            return getattr(super(type(self), self), method)(
+                through_defaults=through_defaults, **kwargs
+            )
+        using = router.db_for_write(type(self.instance), instance=self.instance)
+        django_manager = type(self).__bases__[-1]  # Django's ManyRelatedManager
+        with transaction.atomic(using=using):
+            # Django's own lookup within the relation, without its add().
+            lookup = getattr(super(django_manager, self.db_manager(using)), method)
+            obj, created = lookup(**kwargs)
+            if created:
+                with one_version(obj, made=True):
+                    getattr(obj, self.query_field_name).add(
+                        self.instance, through_defaults=through_defaults
+                    )
+        return obj, created
+
+    write.__name__ = method
+    write.alters_data = True  # type: ignore[attr-defined]
+    return write
+
+
 def refuse_writes_through_history(method: str) -> Callable[..., Any]:
     """A related manager method that first refuses a historical owner."""
 
