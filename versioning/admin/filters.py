@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.utils import dateparse, timezone
 from django.utils.translation import gettext_lazy as _
 
-from .joins import ALL, CURRENT
+from ..joins import ALL, CURRENT
 
 AS_OF_PARAMETER = "as_of"
 STATUS_PARAMETER = "status"

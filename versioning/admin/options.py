@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import display_for_field, quote, unquote
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import models, router
@@ -17,12 +17,19 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 import versioning
 
-from . import links
-from .admin_filters import (
+from ..deletion_preview import Consequence, DeletionPreview
+from ..exceptions import StaleVersionError
+from ..forms import (
+    LOADED_VERSION_FIELD,
+    REASON_FIELD,
+    VersionedModelForm,
+    versionedmodelform_factory,
+)
+from ..models import Versioned
+from .filters import (
     AS_OF_PARAMETER,
     STATUS_PARAMETER,
     AsOfFilter,
@@ -30,35 +37,15 @@ from .admin_filters import (
     every_version,
     parse_as_of,
 )
-from .deletion_preview import Consequence, DeletionPreview
-from .exceptions import StaleVersionError
-from .forms import (
-    LOADED_VERSION_FIELD,
-    REASON_FIELD,
-    VersionedModelForm,
-    versionedmodelform_factory,
-)
-from .models import Versioned, data_fields
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import ActionLocation
 
+from .actions import restore_selected
+from .helpers import display_value, history_entries, shown_fields
+from .views import VersionedChangeList
+
 HISTORY_PAGE_SIZE = 50
-
-
-class VersionedChangeList(ChangeList):
-    """Rows that are not current link to their read-only version page."""
-
-    model_admin: VersionedAdmin
-
-    def url_for_result(self, result: Any) -> str:
-        if result.is_current:
-            return super().url_for_result(result)
-        return reverse(
-            self.model_admin.admin_urlname("version"),
-            args=(quote(result.pk),),
-            current_app=self.model_admin.admin_site.name,
-        )
 
 
 class VersionedAdmin(admin.ModelAdmin):
@@ -637,72 +624,3 @@ class VersionedAdmin(admin.ModelAdmin):
         return reverse(
             self.admin_urlname(view), args=args, current_app=self.admin_site.name
         )
-
-
-@admin.action(description=gettext_lazy("Restore selected %(verbose_name_plural)s"))
-def restore_selected(
-    modeladmin: VersionedAdmin, request: HttpRequest, queryset: models.QuerySet[Any]
-) -> None:
-    restored = 0
-    with versioning.changes(user=request.user, reason=_("Restored after delete")):
-        for row in queryset:
-            try:
-                row.restore()
-                restored += 1
-            except StaleVersionError:
-                pass
-    modeladmin.message_user(
-        request,
-        _("Restored %(count)d object(s).") % {"count": restored},
-        messages.SUCCESS,
-    )
-
-
-def shown_fields(model: Any) -> list[Any]:
-    """A version's data: its data fields, then the links it declares."""
-    return [*data_fields(model), *links.declared_links(model)]
-
-
-def display_value(field: models.Field[Any, Any], obj: Any) -> Any:
-    if field.many_to_many:
-        return str(links.links_of(obj, field))
-    value = field.value_from_object(obj)
-    if field.is_relation and value is not None:
-        related = getattr(obj, field.name, None)
-        return str(related) if related is not None else value
-    return display_for_field(value, field, "-")
-
-
-def history_entries(page: list[Any], latest: Any = None) -> list[dict[str, Any]]:
-    """
-    Each version on a history page (newest first) with what changed since
-    the one before it. ``latest`` is the newest version when the page does
-    not start with it.
-    """
-    latest = latest or (page[0] if page else None)
-    entries = []
-    previous_of_last = (
-        page[-1].previous_version() if page and page[-1].version > 1 else None
-    )
-    links.prefetch_links([*page, previous_of_last])
-    for index, version in enumerate(page):
-        previous = page[index + 1] if index + 1 < len(page) else previous_of_last
-        if previous is not None and previous.version != version.version - 1:
-            previous = None
-        changes = previous.diff(version) if previous is not None else {}
-        entries.append(
-            {
-                "version": version,
-                "changes": [
-                    (
-                        capfirst(version._meta.get_field(name).verbose_name),
-                        old,
-                        new,
-                    )
-                    for name, (old, new) in changes.items()
-                ],
-                "created": version.version == 1,
-                "deleted": version.pk == latest.pk and version.valid_to is not None,
-            }
-        )
-    return entries
