@@ -45,8 +45,6 @@ from .actions import restore_selected
 from .helpers import display_value, history_entries, shown_fields
 from .views import VersionedChangeList
 
-HISTORY_PAGE_SIZE = 50
-
 
 class VersionedAdmin(admin.ModelAdmin):
     """
@@ -63,10 +61,11 @@ class VersionedAdmin(admin.ModelAdmin):
         "admin/versioning/delete_selected_confirmation.html"
     )
     form = VersionedModelForm
+    history_per_page = 50
 
     # URLs --------------------------------------------------------------------
 
-    def admin_urlname(self, view: str) -> str:
+    def _urlname(self, view: str) -> str:
         opts = self.opts
         return f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}"
 
@@ -103,7 +102,7 @@ class VersionedAdmin(admin.ModelAdmin):
         """
         return every_version(self.get_queryset(request))
 
-    def get_version(self, request: HttpRequest, object_id: str) -> Versioned | None:
+    def _get_version(self, request: HttpRequest, object_id: str) -> Versioned | None:
         """A version (historical or current) that the admin shows, by pk, or None."""
         model = self.model
         try:
@@ -113,7 +112,7 @@ class VersionedAdmin(admin.ModelAdmin):
         except (model.DoesNotExist, ValueError, TypeError, forms.ValidationError):
             return None
 
-    def hides_current(self, request: HttpRequest, row: Versioned) -> bool:
+    def _hides_current(self, request: HttpRequest, row: Versioned) -> bool:
         """Whether ``row``'s object has a current version ``get_queryset`` hides."""
         visible = self.get_queryset(request).filter(identity=row.identity)
         return (
@@ -122,14 +121,14 @@ class VersionedAdmin(admin.ModelAdmin):
             .exists()
         )
 
-    def version_or_404(
+    def _version_or_404(
         self,
         request: HttpRequest,
         object_id: str,
         permission: Callable[[HttpRequest, Any], bool],
     ) -> Versioned:
         """The version named in the URL, if ``permission`` allows the user to see it."""
-        row = self.get_version(request, object_id)
+        row = self._get_version(request, object_id)
         if row is None:
             raise Http404(_("No such version."))
         if not permission(request, row):
@@ -143,8 +142,8 @@ class VersionedAdmin(admin.ModelAdmin):
         if obj is None and request.method == "POST" and from_field is None:
             # A form posted from a version that is no longer current: bind it
             # anyway, so the conflict is shown with the user's input kept.
-            obj = self.get_version(request, object_id)
-            if obj is not None and self.hides_current(request, obj):
+            obj = self._get_version(request, object_id)
+            if obj is not None and self._hides_current(request, obj):
                 obj = None
         return obj
 
@@ -153,11 +152,6 @@ class VersionedAdmin(admin.ModelAdmin):
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         return [AsOfFilter, StatusFilter, *super().get_list_filter(request)]
-
-    def browsing_history(self, request: HttpRequest) -> bool:
-        return bool(request.GET.get(AS_OF_PARAMETER)) or bool(
-            request.GET.get(STATUS_PARAMETER)
-        )
 
     def get_actions(
         self, request: HttpRequest, action_location: ActionLocation | None = None
@@ -223,16 +217,16 @@ class VersionedAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        row = self.get_version(request, object_id)
+        row = self._get_version(request, object_id)
         if row is not None and not row.is_current and request.method != "POST":
-            return self.redirect_from_historical(request, row)
+            return self._redirect_from_historical(request, row)
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def redirect_from_historical(
+    def _redirect_from_historical(
         self, request: HttpRequest, row: Versioned
     ) -> HttpResponseRedirect:
         current = self.get_queryset(request).filter(identity=row.identity).first()
-        if current is None and self.hides_current(request, row):
+        if current is None and self._hides_current(request, row):
             return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
                 request, self.opts, str(row.pk)
             )
@@ -243,7 +237,7 @@ class VersionedAdmin(admin.ModelAdmin):
                 % {"object": row},
                 messages.WARNING,
             )
-            return HttpResponseRedirect(self.url("version", row))
+            return HttpResponseRedirect(self._url("version", row))
         self.message_user(
             request,
             _(
@@ -253,7 +247,7 @@ class VersionedAdmin(admin.ModelAdmin):
             % {"old": row.version, "object": current, "new": current.version},
             messages.INFO,
         )
-        return HttpResponseRedirect(self.url("change", current))
+        return HttpResponseRedirect(self._url("change", current))
 
     def save_model(
         self, request: HttpRequest, obj: Any, form: Any, change: bool
@@ -291,7 +285,7 @@ class VersionedAdmin(admin.ModelAdmin):
         location = response.get("Location", "")
         if location.split("?")[0] == request.path and str(obj.pk) not in request.path:
             response["Location"] = (
-                self.url("change", obj) + location[len(request.path) :]
+                self._url("change", obj) + location[len(request.path) :]
             )
         return response
 
@@ -315,10 +309,11 @@ class VersionedAdmin(admin.ModelAdmin):
                 ),
                 messages.ERROR,
             )
-            row = self.get_version(request, object_id)  # type: ignore[arg-type]
+            row = self._get_version(request, object_id)  # type: ignore[arg-type]
             current = row.current_version() if row else None
-            target = self.url("change", current) if current else self.url("changelist")
-            return HttpResponseRedirect(target)
+            if current is None:
+                return HttpResponseRedirect(self._url("changelist"))
+            return HttpResponseRedirect(self._url("change", current))
 
     # Deleting --------------------------------------------------------------------
 
@@ -421,7 +416,7 @@ class VersionedAdmin(admin.ModelAdmin):
         object_id: str,
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        row = self.get_version(request, object_id)
+        row = self._get_version(request, object_id)
         if row is None:
             return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
                 request,
@@ -436,7 +431,7 @@ class VersionedAdmin(admin.ModelAdmin):
             .select_related("changed_by")
             .order_by("-version")
         )
-        paginator = self.get_paginator(request, versions, HISTORY_PAGE_SIZE)
+        paginator = self.get_paginator(request, versions, self.history_per_page)
         page = paginator.get_page(request.GET.get(PAGE_VAR, 1))
         latest = versions.first() if page.number > 1 else None
         entries = history_entries(list(page.object_list), latest)
@@ -458,8 +453,8 @@ class VersionedAdmin(admin.ModelAdmin):
             "module_name": str(capfirst(self.opts.verbose_name_plural)),
             "opts": self.opts,
             "can_restore": self.has_change_permission(request, row)
-            and (shown_current or not self.hides_current(request, row)),
-            "compare_url": self.url("compare", row),
+            and (shown_current or not self._hides_current(request, row)),
+            "compare_url": self._url("compare", row),
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),
         }
@@ -467,10 +462,10 @@ class VersionedAdmin(admin.ModelAdmin):
         return TemplateResponse(request, self.object_history_template, context)
 
     def version_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
-        row = self.version_or_404(
+        row = self._version_or_404(
             request, object_id, self.has_view_or_change_permission
         )
-        context = self.version_context(
+        context = self._version_context(
             request,
             row,
             title=_("Version %(version)s of “%(object)s”")
@@ -486,11 +481,11 @@ class VersionedAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/versioning/version.html", context)
 
     def compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        row = self.version_or_404(
+        row = self._version_or_404(
             request, object_id, self.has_view_or_change_permission
         )
-        older = self.get_version(request, request.GET.get("a", ""))
-        newer = self.get_version(request, request.GET.get("b", ""))
+        older = self._get_version(request, request.GET.get("a", ""))
+        newer = self._get_version(request, request.GET.get("b", ""))
         if (
             older is None
             or newer is None
@@ -501,11 +496,11 @@ class VersionedAdmin(admin.ModelAdmin):
                 _("Choose two versions of this object to compare."),
                 messages.ERROR,
             )
-            return HttpResponseRedirect(self.url("history", row))
+            return HttpResponseRedirect(self._url("history", row))
         if older.version > newer.version:
             older, newer = newer, older
         changed = older.diff(newer)
-        context = self.version_context(
+        context = self._version_context(
             request,
             row,
             title=_("Versions %(a)s and %(b)s of “%(object)s”")
@@ -527,13 +522,13 @@ class VersionedAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/versioning/compare.html", context)
 
     def restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        row = self.version_or_404(request, object_id, self.has_change_permission)
-        if self.hides_current(request, row):
+        row = self._version_or_404(request, object_id, self.has_change_permission)
+        if self._hides_current(request, row):
             # A restore changes the current version, which this user cannot see.
             raise Http404(_("No such version."))
         if request.method == "POST":
-            return self.restore_posted(request, row)
-        context = self.version_context(
+            return self._restore_posted(request, row)
+        context = self._version_context(
             request,
             row,
             title=_("Restore version %(version)s of “%(object)s”?")
@@ -559,7 +554,7 @@ class VersionedAdmin(admin.ModelAdmin):
             request, "admin/versioning/restore_confirmation.html", context
         )
 
-    def restore_posted(
+    def _restore_posted(
         self, request: HttpRequest, row: Versioned
     ) -> HttpResponseRedirect:
         if request.POST.get("version") != str(row.version):
@@ -571,7 +566,7 @@ class VersionedAdmin(admin.ModelAdmin):
                 ),
                 messages.ERROR,
             )
-            return HttpResponseRedirect(self.url("history", row))
+            return HttpResponseRedirect(self._url("history", row))
         reason = request.POST.get("reason", "").strip() or _(
             "Restored version %(version)s"
         ) % {"version": row.version}
@@ -587,7 +582,7 @@ class VersionedAdmin(admin.ModelAdmin):
                 ),
                 messages.ERROR,
             )
-            return HttpResponseRedirect(self.url("history", row))
+            return HttpResponseRedirect(self._url("history", row))
         if restored.pk == row.pk or restored.version == row.version:
             self.message_user(
                 request, _("That version is already current."), messages.INFO
@@ -600,9 +595,9 @@ class VersionedAdmin(admin.ModelAdmin):
                 % {"old": row.version, "new": restored.version},
                 messages.SUCCESS,
             )
-        return HttpResponseRedirect(self.url("change", restored))
+        return HttpResponseRedirect(self._url("change", restored))
 
-    def version_context(
+    def _version_context(
         self, request: HttpRequest, row: Versioned, *, title: str
     ) -> dict[str, Any]:
         request.current_app = self.admin_site.name
@@ -613,14 +608,12 @@ class VersionedAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "module_name": str(capfirst(self.opts.verbose_name_plural)),
             "version": row,
-            "history_url": self.url("history", row),
-            "restore_url": self.url("restore", row),
+            "history_url": self._url("history", row),
+            "restore_url": self._url("restore", row),
             "can_restore": self.has_change_permission(request, row)
-            and not self.hides_current(request, row),
+            and not self._hides_current(request, row),
         }
 
-    def url(self, view: str, obj: Any = None) -> str:
+    def _url(self, view: str, obj: Any = None) -> str:
         args = () if obj is None else (quote(obj.pk),)
-        return reverse(
-            self.admin_urlname(view), args=args, current_app=self.admin_site.name
-        )
+        return reverse(self._urlname(view), args=args, current_app=self.admin_site.name)

@@ -21,7 +21,7 @@ class VersionedChangeList(ChangeList):
         if result.is_current:
             return super().url_for_result(result)
         return reverse(
-            self.model_admin.admin_urlname("version"),
+            self.model_admin._urlname("version"),
             args=(quote(result.pk),),
             current_app=self.model_admin.admin_site.name,
         )
