@@ -1,8 +1,12 @@
-"""One small model kept four ways: no history, versioning, simple-history, reversion."""
+"""
+One small model kept four ways: no history, versioning, simple-history,
+reversion; and the versioned models whose cost growth the benchmark plots.
+"""
 
 import uuid
 
 import reversion
+from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -27,6 +31,23 @@ class PlainNote(Fields):
 
 class VersionedNote(Fields, Versioned):
     """This app."""
+
+
+class SameColumnsNote(Fields):
+    """No history, but a versioned row's columns: the floor for reads."""
+
+    identity = models.UUIDField(default=uuid.uuid4)
+    version = models.PositiveIntegerField(default=1)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    change_reason = models.TextField(default="")
 
 
 class HistoryNote(Fields):
@@ -62,3 +83,40 @@ class HandNote(Fields):
         indexes = [
             models.Index(fields=["valid_from", "valid_to"], name="handnote_asof")
         ]
+
+
+class Growth(Fields, Versioned):
+    """
+    A versioned note with a data field looked up among current rows only.
+    One table per history depth, so that every depth is measured in the
+    same rounds.
+    """
+
+    code = models.CharField(max_length=40)
+
+    class Meta:
+        abstract = True
+        indexes = [
+            # Current rows only: a lookup by code reads no history.
+            models.Index(
+                fields=["code"],
+                condition=models.Q(valid_to__isnull=True),
+                name="%(class)s_code",
+            )
+        ]
+
+
+class GrowthDepth1(Growth):
+    """Objects of 1 version each."""
+
+
+class GrowthDepth10(Growth):
+    """Objects of 10 versions each."""
+
+
+class GrowthDepth100(Growth):
+    """Objects of 100 versions each."""
+
+
+class GrowthDepth1000(Growth):
+    """Objects of 1,000 versions each."""
