@@ -59,11 +59,14 @@ suite: $(INSTALLED)
 matrix: $(INSTALLED)
 	$(VENV)/bin/nox
 
-# Writes bench/results.md (several minutes). Not a test: nothing asserts a time.
+# Writes bench/results.md, its raw figures bench/results.json and the growth
+# plot docs/growth.png (about 15 minutes on 2 cores, see docs/performance.md).
+# Not a test: nothing asserts a time.
 bench: $(INSTALLED)
 	$(PY) bench/run.py
 
-# Small sizes, printed only: CI runs this to keep the benchmark working.
+# Small sizes (every table, the growth table too, and the plot, thrown away),
+# printed only: CI runs this to keep the benchmark working.
 bench-quick: $(INSTALLED)
 	$(PY) bench/run.py --quick
 

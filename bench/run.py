@@ -1,16 +1,22 @@
 """
-Benchmark: what keeping history costs, this app against its peers.
+Benchmark: what keeping history costs, this app against its peers, and how the
+cost grows with history.
 
     python bench/run.py [--quick] [--database sqlite|postgres|all] [--output FILE]
+                        [--plot FILE]
 
 One process per database; inside it every approach runs interleaved, round
 by round (A B C … then … C B A), so that drift of the machine hits all of them
-alike. Ratios are taken per round against plain Django and against a
-hand-written "close old row + insert new row" in one transaction; the table
-shows their median and their spread (lowest–highest round). PostgreSQL is the
-throwaway server of `make test` (fsync and synchronous_commit on); SQLite is a
-file with its default, durable settings. This is not a test: nothing here
-asserts a time. CI runs --quick only to keep it working.
+alike. Ratios are taken per round (against plain Django, against a
+hand-written "close old row + insert new row" in one transaction, against a
+plain model with a versioned row's columns, against simple-history); the
+tables show their median and their spread (lowest–highest round). The cost
+growth (bench/growth.py) is measured the same way, each depth of history
+against depth 1, and drawn as a PNG (bench/plot.py). Both databases run on
+durable settings, which the child checks before measuring: PostgreSQL is the
+throwaway server of `make test` with fsync and synchronous_commit on, SQLite a
+file with synchronous=FULL. This is not a test: nothing here asserts a time.
+CI runs --quick only to keep it working.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,16 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-APPROACHES = {
-    "plain": "plain Django save() (no history)",
-    "versioning": "versioning: save()",
-    "history_atomic": "simple-history: save() in atomic()",
-    "history": "simple-history: save() in autocommit",
-    "reversion": "reversion: save() in create_revision()",
-    "hand_orm": "hand-written close + insert (ORM, one transaction)",
-    "hand_sql": "hand-written close + insert (raw SQL, one transaction)",
-}
-
+from bench import report  # noqa: E402
+from bench.plot import growth_png  # noqa: E402
 
 # ---------------------------------------------------------------- child side
 
@@ -59,6 +57,10 @@ def setup_django():
 
 
 def durability():
+    """
+    What makes a commit durable here, as a sentence; refuses to go on when a
+    commit could be lost, since numbers measured so would flatter every write.
+    """
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -66,21 +68,33 @@ def durability():
             cursor.execute("PRAGMA journal_mode")
             journal = cursor.fetchone()[0]
             cursor.execute("PRAGMA synchronous")
-            synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
-                cursor.fetchone()[0]
-            ]
+            level = cursor.fetchone()[0]
+            synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[level]
+            if level < 2 or journal in ("off", "memory"):
+                raise SystemExit(
+                    f"SQLite runs with journal_mode={journal}, "
+                    f"synchronous={synchronous}: not durable. Set "
+                    "OPTIONS['init_command'] to 'PRAGMA synchronous=FULL' in "
+                    "bench/settings.py."
+                )
             version = connection.Database.sqlite_version
             return (
                 f"SQLite {version} file, journal_mode={journal}, "
                 f"synchronous={synchronous}"
             )
-        cursor.execute("SHOW server_version")
-        version = cursor.fetchone()[0]
-        cursor.execute("SHOW fsync")
-        fsync = cursor.fetchone()[0]
-        cursor.execute("SHOW synchronous_commit")
-        commit = cursor.fetchone()[0]
-        return f"PostgreSQL {version}, fsync={fsync}, synchronous_commit={commit}"
+        settings = {}
+        for name in ("server_version", "fsync", "synchronous_commit"):
+            cursor.execute(f"SHOW {name}")
+            settings[name] = cursor.fetchone()[0]
+        if settings["fsync"] != "on" or settings["synchronous_commit"] != "on":
+            raise SystemExit(
+                f"PostgreSQL runs with fsync={settings['fsync']}, "
+                f"synchronous_commit={settings['synchronous_commit']}: not durable. "
+                "Turn both on in the server's postgresql.conf."
+            )
+        return (
+            f"PostgreSQL {settings['server_version']}, fsync=on, synchronous_commit=on"
+        )
 
 
 def make_editors():
@@ -327,12 +341,23 @@ def build_history(objects, versions):
         HistoryNote,
         PlainNote,
         ReversionNote,
+        SameColumnsNote,
         VersionedNote,
     )
 
     start = timezone.now() - datetime.timedelta(days=versions)
     PlainNote.objects.bulk_create(
         PlainNote(title=f"read {i}", body="b") for i in range(objects)
+    )
+    SameColumnsNote.objects.bulk_create(
+        SameColumnsNote(
+            title=f"read {i}",
+            body="b",
+            counter=versions,
+            version=versions,
+            valid_from=start + datetime.timedelta(days=versions - 1),
+        )
+        for i in range(objects)
     )
     rows = []
     for i in range(objects):
@@ -414,22 +439,20 @@ def reads(rounds, lookups):
         HistoryNote,
         PlainNote,
         ReversionNote,
+        SameColumnsNote,
         VersionedNote,
     )
 
-    plain_pks = list(
-        PlainNote.objects.filter(title__startswith="read").values_list("pk", flat=True)
-    )
-    identities = list(
-        VersionedNote.objects.filter(title__startswith="read").values_list(
-            "identity", flat=True
+    def keys(model, field="pk"):
+        return list(
+            model.objects.filter(title__startswith="read").values_list(field, flat=True)
         )
-    )
-    history_pks = list(
-        HistoryNote.objects.filter(title__startswith="read").values_list(
-            "pk", flat=True
-        )
-    )
+
+    plain_pks = keys(PlainNote)
+    same_columns_pks = keys(SameColumnsNote)
+    identities = keys(VersionedNote, "identity")
+    versioned_pks = keys(VersionedNote)
+    history_pks = keys(HistoryNote)
     reversion_objs = list(ReversionNote.objects.filter(title__startswith="read"))
     step = max(len(identities) // lookups, 1)
 
@@ -437,9 +460,17 @@ def reads(rounds, lookups):
         for pk in plain_pks[::step]:
             PlainNote.objects.get(pk=pk)
 
+    def current_same_columns():
+        for pk in same_columns_pks[::step]:
+            SameColumnsNote.objects.get(pk=pk)
+
     def current_versioning():
         for identity in identities[::step]:
             VersionedNote.objects.get(identity=identity)
+
+    def current_versioning_pk():
+        for pk in versioned_pks[::step]:
+            VersionedNote.objects.get(pk=pk)
 
     def current_history():
         for pk in history_pks[::step]:
@@ -466,7 +497,9 @@ def reads(rounds, lookups):
     cases = {
         "current": {
             "plain": current_plain,
+            "same_columns": current_same_columns,
             "versioning": current_versioning,
+            "versioning_pk": current_versioning_pk,
             "history": current_history,
             "reversion": current_reversion,
         },
@@ -529,6 +562,10 @@ def storage():
 
 def child(quick: bool) -> dict:
     setup_django()
+    from django.db import connection
+
+    from bench import growth
+
     sizes = {
         "rounds": 3,
         "edits": 20,
@@ -537,6 +574,10 @@ def child(quick: bool) -> dict:
         "objects": 200,
         "versions": 20,
         "lookups": 50,
+        "growth_rows": [2000],
+        "growth_rounds": 3,
+        "growth_edits": 5,
+        "growth_lookups": 10,
     }
     if not quick:
         sizes = {
@@ -547,115 +588,36 @@ def child(quick: bool) -> dict:
             "objects": 2000,
             "versions": 100,
             "lookups": 500,
+            # A million rows are filled in seconds by generate_series only.
+            "growth_rows": [10_000, 1_000_000]
+            if connection.vendor == "postgresql"
+            else [10_000],
+            "growth_rounds": 15,
+            "growth_edits": 30,
+            "growth_lookups": 60,
         }
-    from django.db import connection
 
     result = {"database": connection.vendor, "durability": durability(), "sizes": sizes}
+    started = time.perf_counter()
     result["single"] = single_edits(sizes["rounds"], sizes["edits"])
     result["bulk"] = bulk_changes(sizes["bulk_rounds"], sizes["bulk_rows"])
     build_history(sizes["objects"], sizes["versions"])
     result["reads"] = reads(sizes["rounds"], sizes["lookups"])
     result["storage"] = storage()
+    result["growth"] = [
+        growth.measure(
+            rows,
+            sizes["growth_rounds"],
+            sizes["growth_edits"],
+            sizes["growth_lookups"],
+        )
+        for rows in sizes["growth_rows"]
+    ]
+    result["seconds"] = time.perf_counter() - started
     return result
 
 
 # --------------------------------------------------------------- parent side
-
-
-def ratio_text(rounds, base_rounds):
-    ratios = sorted(a / b for a, b in zip(rounds, base_rounds, strict=True))
-    return f"{statistics.median(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f})"
-
-
-def markdown(results, quick):
-    lines = [
-        "# Benchmark results",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}.",
-        f"Command: `python bench/run.py{' --quick' if quick else ''}` "
-        "(`make bench`). Ratios are per-round medians with the lowest–highest round "
-        "in brackets; lower is better.",
-        "",
-    ]
-    for result in results:
-        sizes = result["sizes"]
-        single = result["single"]
-        lines += [
-            f"## {result['durability']}",
-            "",
-            "### Single-row edit, each in its own transaction "
-            f"({sizes['rounds']} rounds × {sizes['edits']} edits)",
-            "",
-            "| approach | median µs | p95 µs | SQL statements | vs plain "
-            "| vs hand-written (ORM) |",
-            "|---|---:|---:|---:|---|---|",
-        ]
-        for name, data in single.items():
-            lines.append(
-                f"| {APPROACHES[name]} | {data['median_us']:.0f} | "
-                f"{data['p95_us']:.0f} | {data['statements']} | "
-                f"{ratio_text(data['rounds'], single['plain']['rounds'])} | "
-                f"{ratio_text(data['rounds'], single['hand_orm']['rounds'])} |"
-            )
-        bulk = result["bulk"]
-        lines += [
-            "",
-            f"### Changing {sizes['bulk_rows']:,} rows at once "
-            f"({sizes['bulk_rounds']} rounds)",
-            "",
-            "| approach | median seconds | vs plain update() "
-            "| vs hand-written UPDATE + bulk_create |",
-            "|---|---:|---|---|",
-        ]
-        labels = {
-            "plain": "plain `update()` (no history)",
-            "versioning": "versioning `update()`",
-            "history": "simple-history `bulk_update_with_history`",
-            "reversion": "reversion: save() loop in one revision",
-            "hand_orm": "hand-written: one closing UPDATE + one `bulk_create`",
-        }
-        for name, data in bulk.items():
-            lines.append(
-                f"| {labels[name]} | {statistics.median(data['rounds']):.3f} | "
-                f"{ratio_text(data['rounds'], bulk['plain']['rounds'])} | "
-                f"{ratio_text(data['rounds'], bulk['hand_orm']['rounds'])} |"
-            )
-        reads_ = result["reads"]
-        lines += [
-            "",
-            f"### Reads with {sizes['objects']:,} objects "
-            f"× {sizes['versions']} versions",
-            "",
-            "| approach | current row, µs per lookup | one object's full history, µs |",
-            "|---|---:|---:|",
-        ]
-        for name in ("plain", "versioning", "history", "reversion"):
-            current = reads_["current"].get(name)
-            history = reads_["history"].get(name)
-            lines.append(
-                f"| {APPROACHES.get(name, name).split(':')[0]} | "
-                f"{statistics.median(current['rounds']) * 1e6:.0f} | "
-                + (
-                    f"{statistics.median(history['rounds']) * 1e6:.0f} |"
-                    if history
-                    else "— |"
-                )
-            )
-        lines += [
-            "",
-            "### Storage, tables plus indexes",
-            "",
-            "| approach | MB |",
-            "|---|---:|",
-        ]
-        for name, size in result["storage"].items():
-            note = " (current rows only, no history)" if name == "plain" else ""
-            lines.append(
-                f"| {APPROACHES[name].split(':')[0]}{note} | {size / 1e6:.1f} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
 
 
 def main():
@@ -668,7 +630,13 @@ def main():
     )
     parser.add_argument(
         "--output",
-        help="markdown file (default bench/results.md, or stdout with --quick)",
+        help="markdown file (default bench/results.md, or stdout with --quick); "
+        "the raw figures go beside it as .json",
+    )
+    parser.add_argument(
+        "--plot",
+        help="PNG of the cost growth (default docs/growth.png; with --quick it is "
+        "drawn in a temporary folder and thrown away unless given)",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -697,13 +665,38 @@ def main():
         ]
         out = subprocess.run(pg, env=env, check=True, capture_output=True, text=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    text = markdown(results, args.quick)
+
     output = args.output or (None if args.quick else str(ROOT / "bench" / "results.md"))
+    plot = args.plot or (None if args.quick else str(ROOT / "docs" / "growth.png"))
+    link = draw(results, plot)
+    if link and output:
+        link = os.path.relpath(link, Path(output).resolve().parent)
+    text = report.markdown(results, args.quick, link)
     if output:
         Path(output).write_text(text)
-        print(f"wrote {output}")
+        # Every round's figures, to check a claim or redraw without a rerun.
+        raw = Path(output).with_suffix(".json")
+        raw.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {output} and {raw}")
     print(text)
     return 0
+
+
+def draw(results, plot):
+    """The growth PNG at ``plot`` (or thrown away when None): its path, or None."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed (the bench extra has it): no plot drawn.")
+        return None
+    if plot is None:
+        with tempfile.TemporaryDirectory() as folder:
+            growth_png(results, os.path.join(folder, "growth.png"))
+        print("growth plot drawn (quick run: not kept)")
+        return None
+    growth_png(results, plot)
+    print(f"wrote {plot}")
+    return str(Path(plot).resolve())
 
 
 if __name__ == "__main__":
