@@ -234,7 +234,7 @@ def test_history_lists_every_version_newest_first(admin_client, item):
     edited(item, 11, 12)
     response = admin_client.get(url("history", Item.all_versions.get(version=1)))
     html = response.content.decode()
-    assert [e["version"].version for e in response.context["entries"]] == [3, 2, 1]
+    assert [e.version.version for e in response.context["entries"]] == [3, 2, 1]
     assert "price 12" in html and "11.00" in html
     assert re.search(r"11\.00</del>\s*→\s*<ins>12\.00", html)
 
@@ -341,10 +341,10 @@ def test_history_of_10000_versions_is_paginated_with_bounded_queries(
     with django_assert_num_queries(8):
         response = admin_client.get(url("history", newest))
     assert len(response.context["entries"]) == 50
-    assert response.context["entries"][0]["version"].version == 10000
+    assert response.context["entries"][0].version.version == 10000
     page_3 = admin_client.get(url("history", newest), {"p": 3})
-    assert page_3.context["entries"][0]["version"].version == 9900
-    assert page_3.context["entries"][0]["changes"]
+    assert page_3.context["entries"][0].version.version == 9900
+    assert page_3.context["entries"][0].changes
 
 
 # permissions ---------------------------------------------------------------------
@@ -466,4 +466,4 @@ def test_uuid_keyed_objects_work_in_the_admin(admin_client):
         "admin:testapp_document_change", args=(current.pk,)
     )
     history = reverse("admin:testapp_document_history", args=(doc.pk,))
-    assert admin_client.get(history).context["entries"][0]["version"].pk == current.pk
+    assert admin_client.get(history).context["entries"][0].version.pk == current.pk

@@ -28,6 +28,7 @@ from ..forms import (
     VersionedModelForm,
     versionedmodelform_factory,
 )
+from ..history import history_with_changes
 from ..models import Versioned
 from .filters import (
     AS_OF_PARAMETER,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from django.contrib.admin.options import ActionLocation
 
 from .actions import restore_selected
-from .helpers import display_value, history_entries, shown_fields
+from .helpers import display_value, shown_fields
 from .views import VersionedChangeList
 
 
@@ -425,18 +426,14 @@ class VersionedAdmin(admin.ModelAdmin):
             )
         if not self.has_view_or_change_permission(request, row):
             raise PermissionDenied
-        versions = (
-            self.get_versions_queryset(request)
-            .filter(identity=row.identity)
-            .select_related("changed_by")
-            .order_by("-version")
-        )
+        shown = self.get_versions_queryset(request).filter(identity=row.identity)
+        versions = shown.select_related("changed_by").order_by("-version")
         paginator = self.get_paginator(request, versions, self.history_per_page)
         page = paginator.get_page(request.GET.get(PAGE_VAR, 1))
         latest = versions.first() if page.number > 1 else None
-        entries = history_entries(list(page.object_list), latest)
-        current = next((e["version"] for e in entries if e["version"].is_current), None)
-        newest = latest or (entries[0]["version"] if entries else None)
+        entries = history_with_changes(list(page.object_list), shown)
+        current = next((e.version for e in entries if e.version.is_current), None)
+        newest = latest or (entries[0].version if entries else None)
         # The newest version shown is current unless the object was deleted
         # or its current version is hidden: only then ask which.
         shown_current = newest is not None and newest.is_current

@@ -11,10 +11,10 @@ from django.core.management.base import (
     DjangoHelpFormatter,
 )
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Max
 from django.utils import timezone
 
-from versioning.links import Links, prefetch_links
+from versioning.history import PREVIOUS_VERSION_PRUNED, history_with_changes
+from versioning.links import Links
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
 from versioning.tracking import BOOKKEEPING_FIELD_NAMES
@@ -98,56 +98,37 @@ class Command(VersionedModelCommand):
                 f"The object did not exist at {as_of.isoformat()} "
                 "(not yet created, or deleted then)."
             )
-        records = self.records(model, versions, using)
+        records = self.records(model, versions)
         getattr(self, f"write_{options['format']}")(model, records)
 
     def records(
-        self, model: type[Versioned], versions: list[Any], using: str
+        self, model: type[Versioned], versions: list[Any]
     ) -> list[dict[str, Any]]:
-        latest = dict(
-            model.all_versions.using(using)
-            .filter(identity__in={v.identity for v in versions})
-            .values_list("identity")
-            .annotate(latest=Max("version"))
-        )
-        loaded = {(v.identity, v.version): v for v in versions}
-        previous_of = {}
-        for version in versions:
-            if version.version > 1:
-                previous = loaded.get((version.identity, version.version - 1))
-                previous_of[version.pk] = previous or version.previous_version()
-        prefetch_links([*versions, *previous_of.values()])
-        records = []
-        for version in versions:
-            previous = previous_of.get(version.pk)
-            changes = previous.diff(version) if previous is not None else {}
-            pruned_before = version.version > 1 and previous is None
-            records.append(
-                {
-                    "object": str(version),
-                    "version": version.version,
-                    "pk": version.pk,
-                    "identity": version.identity,
-                    "valid_from": version.valid_from,
-                    "valid_to": version.valid_to,
-                    "deleted": version.valid_to is not None
-                    and version.version == latest[version.identity],
-                    "changed_by": version.changed_by.get_username()
-                    if version.changed_by
-                    else None,
-                    "change_reason": version.change_reason,
-                    "previous_pruned": pruned_before,
-                    "changes": {
-                        name: [old, new] for name, (old, new) in changes.items()
-                    },
-                    "data": {
-                        field.name: field.value_from_object(version)
-                        for field in model._meta.concrete_fields
-                        if field.name not in BOOKKEEPING_FIELD_NAMES
-                    },
-                }
-            )
-        return records
+        return [
+            {
+                "object": str(entry.version),
+                "version": entry.version.version,
+                "pk": entry.version.pk,
+                "identity": entry.version.identity,
+                "valid_from": entry.version.valid_from,
+                "valid_to": entry.version.valid_to,
+                "deleted": entry.deleted,
+                "changed_by": entry.version.changed_by.get_username()
+                if entry.version.changed_by
+                else None,
+                "change_reason": entry.version.change_reason,
+                "previous_pruned": entry.previous_pruned,
+                "changes": {
+                    name: [old, new] for name, (old, new) in entry.changes.items()
+                },
+                "data": {
+                    field.name: field.value_from_object(entry.version)
+                    for field in model._meta.concrete_fields
+                    if field.name not in BOOKKEEPING_FIELD_NAMES
+                },
+            }
+            for entry in history_with_changes(versions)
+        ]
 
     def write_json(self, model: type[Versioned], records: list[dict[str, Any]]) -> None:
         self.stdout.write(json.dumps(records, cls=ExactJSONEncoder, indent=2))
@@ -209,7 +190,7 @@ class Command(VersionedModelCommand):
             if record["version"] == 1:
                 change_text = "created"
             elif record["previous_pruned"]:
-                change_text = "(previous version pruned)"
+                change_text = str(PREVIOUS_VERSION_PRUNED)
             elif record["changes"]:
                 change_text = "; ".join(
                     f"{name}: {shorten(old)} → {shorten(new)}"
