@@ -48,7 +48,12 @@ TEMPLATES = [
 
 _postgres = database_from_environment()
 DATABASES = (
-    {"default": _postgres}
+    {
+        "default": _postgres,
+        # As Django tests a replica: a mirror of default, except in
+        # tests/test_replica.py, which points it at a streaming replica.
+        "replica": {**_postgres, "TEST": {"MIRROR": "default"}},
+    }
     if _postgres
     else {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 )

@@ -35,6 +35,10 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 READ_ONLY = {ALL: "Model.all_versions querysets", AS_OF: "as_of() querysets"}
 
+#: The hint a database router gets with every read: True for history
+#: (``all_versions``, ``as_of()``, ``history()``), which may go to a replica.
+HISTORY_HINT = "versioning_history"
+
 
 def alters_data(method: Method) -> Method:
     """Mark a write method so templates never call it (Django's alters_data)."""
@@ -90,6 +94,8 @@ class VersionedQuerySetMixin(_QuerySetBase):
     @versioning_scope.setter
     def versioning_scope(self, scope: str) -> None:
         self._query.versioning_scope = scope  # type: ignore[attr-defined]
+        # A new dict: Django shares a queryset's hints with its clones.
+        self._hints = {**self._hints, HISTORY_HINT: scope in (ALL, AS_OF)}  # type: ignore[has-type]
 
     def as_of(self, when: datetime.datetime) -> Self:
         """The versions that were current at ``when`` (an aware datetime)."""
@@ -176,6 +182,8 @@ class VersionedQuerySetMixin(_QuerySetBase):
         self._refuse_history_writes()
         if self.query.is_sliced:
             raise TypeError("Cannot update a query once a slice has been taken.")
+        # As Django's update(): rows are matched where they are written.
+        self._for_write = True
         if self.versioning_scope == ROWS and all(
             value is None and self.model._meta.get_field(name).many_to_one
             for name, value in kwargs.items()
@@ -195,6 +203,7 @@ class VersionedQuerySetMixin(_QuerySetBase):
         self._refuse_history_writes()
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
+        self._for_write = True
         if (
             self.versioning_scope == ROWS
             and self.filter(valid_to__isnull=False).exists()
@@ -211,6 +220,7 @@ class VersionedQuerySetMixin(_QuerySetBase):
     ) -> int:
         """Save each object's ``fields`` as a new version, a batch at a time."""
         self._refuse_history_writes()
+        self._for_write = True
         return writes.bulk_update_versions(self, objs, fields, batch_size)
 
     def bulk_create(  # type: ignore[override]  # options by keyword only
@@ -261,6 +271,7 @@ class VersionedQuerySetMixin(_QuerySetBase):
         requests). Referrers' on_delete is honoured as in a normal delete.
         Returns Django's (count, {label: count}).
         """
+        self._for_write = True
         matched = self.order_by().values_list("identity", flat=True)
         identities = list(matched.distinct())
         rows = statements.plain_rows(self.model, self.db)

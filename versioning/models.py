@@ -151,7 +151,12 @@ class Versioned(models.Model):
 
     def current_version(self) -> Versioned | None:
         """The current row of this object, or None if the object was deleted."""
-        return self._identity_versions().filter(valid_to__isnull=True).first()
+        # Read where a write of this object is checked: after a
+        # StaleVersionError this is the row a save will accept, never a
+        # lagging replica's.
+        using = router.db_for_write(type(self), instance=self)
+        current = self._identity_versions().using(using)
+        return current.filter(valid_to__isnull=True).first()
 
     def previous_version(self) -> Versioned | None:
         """The version before this one, or None for version 1."""
@@ -184,9 +189,10 @@ class Versioned(models.Model):
         return changes | link_changes(self, other)
 
     def _identity_versions(self) -> VersionedQuerySet:
-        return (
-            type(self).all_versions.using(self._state.db).filter(identity=self.identity)
-        )
+        # Routed as Django routes related objects, with the instance as the
+        # hint: a router may send history to a replica (docs/replicas.md).
+        versions = type(self).all_versions.db_manager(hints={"instance": self})
+        return versions.filter(identity=self.identity)
 
     # Writing: the rules live in versioning.writes ----------------------------
 
@@ -222,6 +228,7 @@ class Versioned(models.Model):
             return
         # A write rolled back with the caller's transaction says so first.
         transactions.check_written_row(self)
+        self._load_deferred_bookkeeping(using)
         if self.valid_to is not None:
             self._refuse_historical("saved")
         # save(update_fields=[...]) still makes a complete new version.
@@ -235,13 +242,25 @@ class Versioned(models.Model):
         # An explicit pk must never update an existing row in place.
         super().save(**options, using=using, force_insert=True)
 
-    def _save_table(self, *args: Any, **kwargs: Any) -> bool:
+    def _save_table(
+        self,
+        raw: bool = False,
+        cls: Any = None,
+        force_insert: Any = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Any = None,
+    ) -> bool:
         # _save_table and _do_insert: Django internals django-stubs does not declare.
-        updated = super()._save_table(*args, **kwargs)  # type: ignore[misc]
+        updated = super()._save_table(  # type: ignore[misc]
+            raw, cls, force_insert, force_update, using, update_fields
+        )
         pending = self._pending_version
         if pending is None:
             return updated
-        using = self._state.db or router.db_for_write(type(self), instance=self)
+        # Where the row was written: _state.db still names where the object
+        # was read from (a replica, say) until Django's save_base() returns.
+        using = using or router.db_for_write(type(self), instance=self)
         writes.fix_up_new_version(self, using, pending)
         # A new version of an existing object is an update from the caller's
         # point of view: post_save gets created=False.
@@ -288,10 +307,22 @@ class Versioned(models.Model):
                 "was never saved."
             )
         transactions.check_written_row(self)
+        using = using or router.db_for_write(type(self), instance=self)
+        self._load_deferred_bookkeeping(using)
         if self.valid_to is not None:
             self._refuse_historical("deleted")
-        using = using or router.db_for_write(type(self), instance=self)
         return writes.close_object(self, using)
+
+    def _load_deferred_bookkeeping(self, using: str) -> None:
+        """
+        Load the bookkeeping a write checks, if it was deferred, from the
+        database written to: a router may send plain reads to a replica that
+        has not seen this row yet.
+        """
+        checked = ("identity", "version", "valid_from", "valid_to")
+        deferred = [name for name in checked if name not in self.__dict__]
+        if deferred:
+            self.refresh_from_db(using=using, fields=deferred)
 
     def _refuse_historical(self, action: str) -> NoReturn:
         raise HistoricalVersionError(

@@ -220,7 +220,7 @@ def change_links(
     as_given = owner.__dict__.get(LINKS_AS_GIVEN_ATTRIBUTE)
     if as_given is True:
         return write(manager)
-    before = linked_pks(manager)
+    before = linked_pks(manager, router.db_for_write(manager.through, instance=owner))
     after = links_after(manager, before, objs, action)
     if after == before:
         return None
@@ -262,7 +262,7 @@ def change_declaring_objects(
         else:
             wanted = declaring_objects(manager, objs, using)
             wanted_pks = {obj.pk for obj in wanted}
-            linked = list(manager.all())
+            linked = list(manager.db_manager(using).all())
             for obj in linked:
                 if obj.pk not in wanted_pks:
                     getattr(obj, forward).remove(owner)
@@ -294,8 +294,9 @@ def declaring_objects(manager: Any, objs: tuple[Any, ...], using: str) -> list[A
     return found
 
 
-def linked_pks(manager: Any) -> frozenset[Any]:
-    through = manager.through._base_manager.using(manager.db)
+def linked_pks(manager: Any, using: str) -> frozenset[Any]:
+    """The keys ``manager``'s owner links to, read where links are written."""
+    through = manager.through._base_manager.using(using)
     rows = through.filter(**{manager.source_field.attname: manager.related_val[0]})
     return frozenset(rows.values_list(manager.target_field.attname, flat=True))
 
@@ -321,7 +322,8 @@ def refuse_historical_keys(manager: Any, objs: tuple[Any, ...]) -> None:
     """Objects given by primary key (as Django allows) must be current too."""
     keys = [obj for obj in objs if not isinstance(obj, models.Model)]
     if keys and is_versioned(manager.model):
-        rows = manager.model._base_manager.using(manager.db)
+        using = router.db_for_write(manager.model, instance=manager.instance)
+        rows = manager.model._base_manager.using(using)
         historical = rows.filter(pk__in=keys, valid_to__isnull=False).first()
         if historical is not None:
             refuse_historical(historical, ())
