@@ -156,7 +156,8 @@ def test_old_version_url_leads_to_the_current_version(admin_client, item):
     item.price = 11
     item.save()
     response = admin_client.get(url("change", first))
-    assert response.status_code == 302 and response["Location"] == url("change", item)
+    by_identity = reverse("admin:testapp_item_change", args=(item.identity,))
+    assert response.status_code == 302 and response["Location"] == by_identity
     response = admin_client.get(url("change", first), follow=True)
     assert "version 1" in messages_of(response)[0]
 
@@ -405,7 +406,7 @@ def test_a_custom_admin_site_works(admin_client):
         reverse("other:testapp_example_change", args=(first.pk,))
     )
     assert response["Location"] == reverse(
-        "other:testapp_example_change", args=(obj.pk,)
+        "other:testapp_example_change", args=(obj.identity,)
     )
     version = reverse("other:testapp_example_version", args=(first.pk,))
     assert admin_client.get(version).status_code == 200
@@ -463,7 +464,7 @@ def test_uuid_keyed_objects_work_in_the_admin(admin_client):
     current = Document.objects.get()
     assert (current.version, current.title) == (2, "second")
     assert admin_client.get(change)["Location"] == reverse(
-        "admin:testapp_document_change", args=(current.pk,)
+        "admin:testapp_document_change", args=(current.identity,)
     )
     history = reverse("admin:testapp_document_history", args=(doc.pk,))
     assert admin_client.get(history).context["entries"][0].version.pk == current.pk

@@ -76,17 +76,28 @@ def every_version(queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
 
 
 def deleted_objects(
-    model: type[Any], queryset: models.QuerySet[Any] | None = None
+    model: type[Any],
+    queryset: models.QuerySet[Any] | None = None,
+    as_of: datetime.datetime | None = None,
 ) -> models.QuerySet[Any]:
     """
     The last version of every object that has no current version, among the
     versions of ``queryset`` (by default, all of them).
+
+    ``as_of`` asks the same of the table at that moment: the objects deleted
+    as of then, whose last version had closed at or before it, with no later
+    version begun by then. An object deleted afterwards was current then; one
+    deleted and restored since is listed.
     """
     newer = model.all_versions.filter(
         identity=OuterRef("identity"), version__gt=OuterRef("version")
     )
     rows = model.all_versions.all() if queryset is None else every_version(queryset)
-    return rows.filter(valid_to__isnull=False).exclude(Exists(newer))
+    if as_of is None:
+        return rows.filter(valid_to__isnull=False).exclude(Exists(newer))
+    return rows.filter(valid_to__lte=as_of).exclude(
+        Exists(newer.filter(valid_from__lte=as_of))
+    )
 
 
 class NoFacetsMixin:
@@ -123,7 +134,8 @@ class NoFacetsMixin:
 class AsOfFilter(NoFacetsMixin, admin.SimpleListFilter):
     """Shows the table as it was at a moment: read-only, historical rows included."""
 
-    title = _("as of")
+    # Shown as the heading, not in Django's "By <title>" (its template's).
+    title = _("as of a date and time")
     parameter_name = AS_OF_PARAMETER
     template = "admin/versioning/as_of_filter.html"
 
@@ -158,7 +170,9 @@ class AsOfFilter(NoFacetsMixin, admin.SimpleListFilter):
         self, request: HttpRequest, queryset: models.QuerySet[Any]
     ) -> models.QuerySet[Any]:
         moment = self.moment()
-        if moment is None:
+        if moment is None or request.GET.get(STATUS_PARAMETER) == "deleted":
+            # With "Deleted objects", the status filter lists those deleted
+            # as of the moment: they were not current then.
             return queryset
         # The admin's get_queryset() (its filters and annotations) applied
         # to the rows current at the moment.
@@ -194,5 +208,9 @@ class StatusFilter(NoFacetsMixin, admin.SimpleListFilter):
         self, request: HttpRequest, queryset: models.QuerySet[Any]
     ) -> models.QuerySet[Any]:
         if self.value() == "deleted":
-            return deleted_objects(queryset.model, self.versions(request, queryset))
+            return deleted_objects(
+                queryset.model,
+                self.versions(request, queryset),
+                as_of=parse_as_of(request.GET.get(AS_OF_PARAMETER)),
+            )
         return queryset

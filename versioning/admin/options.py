@@ -47,6 +47,14 @@ from .helpers import display_value, shown_fields
 from .views import VersionedChangeList
 
 
+def _parsed(field: models.Field[Any, Any], key: str) -> Any | None:
+    """``key`` as a value of ``field``, or None if it cannot be one."""
+    try:
+        return field.to_python(key)
+    except (ValueError, TypeError, forms.ValidationError):
+        return None
+
+
 class VersionedAdmin(admin.ModelAdmin):
     """
     A ModelAdmin for versioned models. Edits make new versions, carry the
@@ -104,14 +112,27 @@ class VersionedAdmin(admin.ModelAdmin):
         return every_version(self.get_queryset(request))
 
     def _get_version(self, request: HttpRequest, object_id: str) -> Versioned | None:
-        """A version (historical or current) that the admin shows, by pk, or None."""
-        model = self.model
-        try:
-            pk = model._meta.pk.to_python(unquote(object_id))
-            rows = self.get_versions_queryset(request)
-            return rows.select_related("changed_by").get(pk=pk)
-        except (model.DoesNotExist, ValueError, TypeError, forms.ValidationError):
+        """
+        A version (historical or current) that the admin shows, or None.
+        ``object_id`` is a version's pk, or the object's identity, which names
+        its newest version shown: the current one, or a deleted object's last.
+        """
+        key = unquote(object_id)
+        pk = _parsed(self.model._meta.pk, key)
+        identity = _parsed(self.model._meta.get_field("identity"), key)
+        rows = self.get_versions_queryset(request).select_related("changed_by")
+        if pk is None and identity is None:
             return None
+        if identity is None:
+            return rows.filter(pk=pk).first()
+        if pk is None:
+            return rows.filter(identity=identity).order_by("-version").first()
+        # A key that parses as both (a UUID pk): the pk first, in one query.
+        return (
+            rows.filter(models.Q(pk=pk) | models.Q(identity=identity))
+            .order_by(models.Case(models.When(pk=pk, then=0), default=1), "-version")
+            .first()
+        )
 
     def _hides_current(self, request: HttpRequest, row: Versioned) -> bool:
         """Whether ``row``'s object has a current version ``get_queryset`` hides."""
@@ -140,6 +161,11 @@ class VersionedAdmin(admin.ModelAdmin):
         self, request: HttpRequest, object_id: str, from_field: str | None = None
     ) -> Any | None:
         obj = super().get_object(request, object_id, from_field)
+        if obj is None and from_field is None:
+            # The object's identity names its current version.
+            identity = _parsed(self.model._meta.get_field("identity"), object_id)
+            if identity is not None:
+                obj = self.get_queryset(request).filter(identity=identity).first()
         if obj is None and request.method == "POST" and from_field is None:
             # A form posted from a version that is no longer current: bind it
             # anyway, so the conflict is shown with the user's input kept.
@@ -168,12 +194,14 @@ class VersionedAdmin(admin.ModelAdmin):
             )
             if getattr(action_location, "value", "CHANGE_LIST") != "CHANGE_LIST":
                 return actions
+        if request.GET.get(AS_OF_PARAMETER):
+            # The past is read-only, deleted objects included: restoring
+            # is done from the present.
+            return {}
         if request.GET.get(STATUS_PARAMETER) == "deleted":
             if not self.has_change_permission(request):
                 return {}
             return {"restore_selected": self.get_action(restore_selected)}
-        if request.GET.get(AS_OF_PARAMETER):
-            return {}
         return actions
 
     def changelist_view(
@@ -219,9 +247,30 @@ class VersionedAdmin(admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         row = self._get_version(request, object_id)
-        if row is not None and not row.is_current and request.method != "POST":
+        if row is None:
+            return self._redirect_from_missing(request, object_id)
+        if not row.is_current and request.method != "POST":
             return self._redirect_from_historical(request, row)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _redirect_from_missing(
+        self, request: HttpRequest, object_id: str
+    ) -> HttpResponseRedirect:
+        # Django's "Perhaps it was deleted?" is wrong here: deleted objects
+        # keep their versions. A missing pk was pruned (or never shown).
+        self.message_user(
+            request,
+            _(
+                "%(name)s with ID “%(key)s” doesn’t exist. It may have named an "
+                "old version that was pruned; an object's identity names it for "
+                "good."
+            )
+            % {"name": capfirst(self.opts.verbose_name), "key": unquote(object_id)},
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:index", current_app=self.admin_site.name)
+        )
 
     def _redirect_from_historical(
         self, request: HttpRequest, row: Versioned
@@ -248,7 +297,13 @@ class VersionedAdmin(admin.ModelAdmin):
             % {"old": row.version, "object": current, "new": current.version},
             messages.INFO,
         )
-        return HttpResponseRedirect(self._url("change", current))
+        return HttpResponseRedirect(
+            reverse(
+                self._urlname("change"),
+                args=(quote(current.identity),),
+                current_app=self.admin_site.name,
+            )
+        )
 
     def save_model(
         self, request: HttpRequest, obj: Any, form: Any, change: bool

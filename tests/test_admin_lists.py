@@ -1,0 +1,337 @@
+"""
+The change list's views (as of a moment, deleted objects, both), where its
+rows lead, and admin URLs that name an object by its identity.
+"""
+
+import datetime
+from unittest import mock
+from urllib.parse import urlencode
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.test import Client
+from django.urls import path, reverse
+from django.utils import formats, timezone
+
+import versioning
+from tests.conftest import item_form_data as form_data
+from tests.conftest import messages_of
+from tests.factories import ItemFactory, UserFactory
+from tests.testapp.models import Item
+from versioning.admin import VersionedAdmin
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_admin_lists")]
+
+
+class AuditedItemAdmin(VersionedAdmin):
+    """Shows who made each version and when, as the demo's admin does."""
+
+    list_display = ("name", "version", "valid_from", "changed_by")
+
+
+audited_site = admin.AdminSite(name="audited")
+audited_site.register(Item, AuditedItemAdmin)
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("audited/", audited_site.urls),
+]
+
+#: Deletions are timed from here on: after every row the tests create.
+LATER = timezone.now() + datetime.timedelta(hours=1)
+
+
+def at(minutes):
+    return LATER + datetime.timedelta(minutes=minutes)
+
+
+def url(view, key=None, site="admin", **query):
+    address = reverse(f"{site}:testapp_item_{view}", args=() if key is None else (key,))
+    return f"{address}?{urlencode(query)}" if query else address
+
+
+def delete_at(minutes, obj):
+    with mock.patch("django.utils.timezone.now", return_value=at(minutes)):
+        obj.delete()
+
+
+def restore_at(minutes, obj):
+    last = Item.all_versions.filter(identity=obj.identity).latest("version")
+    with mock.patch("django.utils.timezone.now", return_value=at(minutes)):
+        return last.restore()
+
+
+def listed(response):
+    return sorted((row.name, row.version) for row in response.context["cl"].result_list)
+
+
+def staff_client(*codenames):
+    user = UserFactory(is_staff=True)
+    for codename in codenames:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+# "as of" with "Deleted objects" --------------------------------------------------
+
+
+def test_deleted_as_of_lists_what_was_deleted_at_that_moment(admin_client):
+    moment = at(2)
+    earlier = ItemFactory(name="deleted before")
+    delete_at(1, earlier)
+    exactly = ItemFactory(name="deleted at the moment")
+    delete_at(2, exactly)
+    later = ItemFactory(name="deleted after")
+    delete_at(3, later)
+    back_since = ItemFactory(name="restored since")
+    delete_at(1, back_since)
+    restore_at(3, back_since)
+    back_before = ItemFactory(name="restored before")
+    delete_at(1, back_before)
+    restore_at(1.5, back_before)
+    twice = ItemFactory(name="deleted twice")
+    delete_at(1, twice)
+    delete_at(1.75, restore_at(1.5, twice))
+    ItemFactory(name="never deleted")
+
+    response = admin_client.get(
+        url("changelist", status="deleted", as_of=moment.isoformat())
+    )
+
+    assert listed(response) == [
+        ("deleted at the moment", 1),
+        ("deleted before", 1),
+        ("deleted twice", 2),
+        ("restored since", 1),
+    ]
+
+
+def test_deleted_now_is_unchanged_by_the_as_of_rule(admin_client):
+    gone = ItemFactory(name="gone")
+    delete_at(1, gone)
+    back = ItemFactory(name="back")
+    delete_at(1, back)
+    restore_at(2, back)
+    response = admin_client.get(url("changelist", status="deleted"))
+    assert listed(response) == [("gone", 1)]
+
+
+def test_deleted_as_of_is_read_only_without_any_action(admin_client):
+    gone = ItemFactory(name="gone")
+    delete_at(1, gone)
+    query = {"status": "deleted", "as_of": at(2).isoformat()}
+    response = admin_client.get(url("changelist", **query))
+    html = response.content.decode()
+    assert "read-only" in html
+    assert 'name="action"' not in html and "Restore selected" not in html
+    # Nor can a posted action restore anything from the past.
+    admin_client.post(
+        url("changelist", **query),
+        {"action": "restore_selected", "_selected_action": [gone.pk]},
+    )
+    assert not Item.objects.filter(identity=gone.identity).exists()
+
+
+def test_the_deleted_view_of_the_present_still_offers_restore(admin_client):
+    # Even with no current object left, which hides Django's actions.
+    delete_at(1, ItemFactory(name="gone"))
+    html = admin_client.get(url("changelist", status="deleted")).content.decode()
+    assert 'value="restore_selected"' in html
+
+
+# where rows lead ------------------------------------------------------------------
+
+
+def test_present_rows_open_the_change_form_by_identity(admin_client):
+    item = ItemFactory(name="lamp")
+    html = admin_client.get(url("changelist")).content.decode()
+    assert f'href="{url("change", item.identity)}"' in html
+
+
+def test_current_rows_in_the_as_of_list_open_their_read_only_version(admin_client):
+    item = ItemFactory(name="lamp")
+    old = ItemFactory(name="desk")
+    old.name = "big desk"
+    old.save()
+    response = admin_client.get(url("changelist", as_of=at(0).isoformat()))
+    html = response.content.decode()
+    assert listed(response) == [("big desk", 2), ("lamp", 1)]
+    assert f'href="{url("version", item.pk)}?' in html
+    assert f'href="{url("version", old.pk)}?' in html
+    assert "/change/" not in "".join(
+        response.context["cl"].url_for_result(row)
+        for row in response.context["cl"].result_list
+    )
+
+
+def test_the_as_of_filter_has_a_proper_title(admin_client):
+    html = admin_client.get(url("changelist")).content.decode()
+    assert "As of a date and time" in html
+    assert "By as of" not in html
+
+
+# the deleted view ---------------------------------------------------------------
+
+
+def test_the_deleted_view_says_when_and_by_whom(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    editor = UserFactory(username="editor")
+    item = ItemFactory(name="lamp")
+    with (
+        mock.patch("django.utils.timezone.now", return_value=at(0)),
+        versioning.changes(user=editor),
+    ):
+        item.price = 12
+        item.save()
+    with mock.patch("django.utils.timezone.now", return_value=at(5)):
+        client.post(url("delete", item.pk, site="audited"), {"post": "yes"})
+    deleted = Item.all_versions.get(identity=item.identity, version=2)
+    assert deleted.valid_to == at(5)
+
+    response = client.get(url("changelist", site="audited", status="deleted"))
+
+    headers = [h["text"] for h in response.context["result_headers"]][1:]
+    assert headers == ["name", "version", "deleted", "deleted by"]
+    html = response.content.decode()
+    when = formats.localize(timezone.localtime(at(5)))
+    made = formats.localize(timezone.localtime(at(0)))
+    assert when in html and made not in html
+    assert f'<td class="field-deleted_by">{admin_user.username}</td>' in html
+    assert "editor" not in html  # who made the last version is not who deleted
+
+
+def test_an_object_deleted_in_code_shows_no_one(admin_client):
+    delete_at(1, ItemFactory(name="lamp"))
+    response = admin_client.get(url("changelist", site="audited", status="deleted"))
+    html = response.content.decode()
+    assert '<td class="field-deleted_by">-</td>' in html
+
+
+def test_the_deleted_view_costs_the_same_for_any_number_of_rows(
+    admin_client, django_assert_num_queries
+):
+    for name in ("a", "b", "c"):
+        delete_at(1, ItemFactory(name=name))
+    address = url("changelist", site="audited", status="deleted")
+    admin_client.get(address)  # the session and content types, once
+    with django_assert_num_queries(6) as captured:
+        admin_client.get(address)
+    for name in ("d", "e", "f", "g"):
+        delete_at(1, ItemFactory(name=name))
+    with django_assert_num_queries(len(captured)):
+        admin_client.get(address)
+
+
+def test_the_deleted_view_can_be_sorted_by_deletion_time(admin_client):
+    delete_at(2, ItemFactory(name="a"))
+    delete_at(1, ItemFactory(name="b"))
+    response = admin_client.get(url("changelist", status="deleted", o="-4"))
+    assert [row.name for row in response.context["cl"].result_list] == ["a", "b"]
+    response = admin_client.get(url("changelist", status="deleted", o="4"))
+    assert [row.name for row in response.context["cl"].result_list] == ["b", "a"]
+
+
+# identity URLs --------------------------------------------------------------------
+
+
+@pytest.fixture
+def lamp():
+    item = ItemFactory(name="lamp", price=10)
+    item.price = 11
+    item.save()
+    return item
+
+
+def test_the_identity_opens_the_change_form_of_the_current_version(admin_client, lamp):
+    response = admin_client.get(url("change", lamp.identity))
+    assert response.status_code == 200
+    assert response.context["original"].pk == lamp.pk
+
+
+def test_a_save_through_the_identity_makes_a_new_version(admin_client, lamp):
+    admin_client.post(url("change", lamp.identity), form_data(lamp, price="12"))
+    current = Item.objects.get()
+    assert (current.version, current.price) == (3, 12)
+
+
+def test_a_stale_form_posted_to_the_identity_is_a_conflict(admin_client, lamp):
+    stale = Item.all_versions.get(identity=lamp.identity, version=1)
+    response = admin_client.post(
+        url("change", lamp.identity), form_data(stale, price="99")
+    )
+    assert response.status_code == 200
+    assert "was changed by" in str(response.context["adminform"].form.errors)
+    assert Item.all_versions.count() == 2
+
+
+@pytest.mark.parametrize("view", ["history", "version", "delete"])
+def test_object_pages_accept_the_identity(admin_client, lamp, view):
+    response = admin_client.get(url(view, lamp.identity))
+    assert response.status_code == 200
+
+
+def test_the_identity_names_the_current_version_on_the_version_page(admin_client, lamp):
+    response = admin_client.get(url("version", lamp.identity))
+    assert response.context["version"].pk == lamp.pk
+
+
+def test_a_deleted_objects_identity_opens_its_last_version(admin_client, lamp):
+    lamp.delete()
+    response = admin_client.get(url("change", lamp.identity))
+    assert response["Location"] == url("version", lamp.pk)
+
+
+def test_the_identity_keeps_working_after_prune(admin_client, lamp):
+    old_pk = Item.all_versions.get(identity=lamp.identity, version=1).pk
+    call_command("prune", "testapp.Item", keep="1", stdout=mock.MagicMock())
+    assert not Item.all_versions.filter(pk=old_pk).exists()
+
+    assert admin_client.get(url("change", lamp.identity)).status_code == 200
+    assert admin_client.get(url("history", lamp.identity)).status_code == 200
+
+    response = admin_client.get(url("change", old_pk), follow=True)
+    assert response.status_code == 200
+    assert messages_of(response) == [
+        f"Item with ID “{old_pk}” doesn’t exist. It may have named an old "
+        "version that was pruned; an object's identity names it for good."
+    ]
+
+
+def test_a_key_that_is_neither_pk_nor_identity_is_not_found(admin_client, lamp):
+    response = admin_client.get(url("change", "not-a-key"))
+    assert response["Location"] == reverse("admin:index")
+    assert admin_client.get(url("version", "not-a-key")).status_code == 404
+
+
+def test_the_identity_of_a_hidden_object_is_not_found(lamp):
+    class NoLampsAdmin(VersionedAdmin):
+        def get_queryset(self, request):
+            return super().get_queryset(request).exclude(name="lamp")
+
+    site = admin.AdminSite(name="audited")
+    model_admin = NoLampsAdmin(Item, site)
+    request = mock.Mock(method="GET", GET={}, user=UserFactory(is_superuser=True))
+    assert model_admin._get_version(request, str(lamp.identity)) is None
+    assert model_admin.get_object(request, str(lamp.identity)) is None
+
+
+def test_finding_a_version_by_pk_or_identity_is_one_query(
+    lamp, django_assert_num_queries
+):
+    model_admin = admin.site.get_model_admin(Item)
+    request = mock.Mock(method="GET", GET={}, user=UserFactory(is_superuser=True))
+    with django_assert_num_queries(1):
+        assert model_admin._get_version(request, str(lamp.pk)).pk == lamp.pk
+    with django_assert_num_queries(1):
+        assert model_admin._get_version(request, str(lamp.identity)).pk == lamp.pk
+
+
+def test_view_permission_reaches_the_identity_read_only(lamp):
+    _, client = staff_client("view_item")
+    response = client.get(url("change", lamp.identity))
+    assert response.status_code == 200
+    assert not response.context["has_change_permission"]
