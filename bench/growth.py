@@ -10,6 +10,7 @@ child process, after Django is set up.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import itertools
@@ -62,8 +63,10 @@ def fill(model, rows, depth, start):
     column = {
         f.name: connection.ops.quote_name(f.column) for f in model._meta.concrete_fields
     }
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        # Building the indexes once over a filled table is several times faster
+        # than maintaining them row by row.
+        with without_indexes(model), connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {table}")
             cursor.execute(
                 f"INSERT INTO {table} ({column['identity']}, {column['version']}, "
@@ -79,8 +82,10 @@ def fill(model, rows, depth, start):
                 "CROSS JOIN generate_series(1, %(objects)s) AS o ORDER BY v, o",
                 {"start": start, "step": STEP, "depth": depth, "objects": objects},
             )
+        with connection.cursor() as cursor:
             cursor.execute(f"VACUUM ANALYZE {table}")
-            return
+        return
+    with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table}")
     # Elsewhere (SQLite) through the ORM, which knows how identity is stored.
     versions = (
@@ -101,6 +106,25 @@ def fill(model, rows, depth, start):
         model.all_versions.bulk_create(batch)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {table}")
+
+
+@contextlib.contextmanager
+def without_indexes(model):
+    """Drop the model's Meta indexes and constraints, and put them back after."""
+    from django.db import connection
+
+    meta = model._meta
+    with connection.schema_editor() as editor:
+        for index in meta.indexes:
+            editor.remove_index(model, index)
+        for constraint in meta.constraints:
+            editor.remove_constraint(model, constraint)
+    yield
+    with connection.schema_editor() as editor:
+        for index in meta.indexes:
+            editor.add_index(model, index)
+        for constraint in meta.constraints:
+            editor.add_constraint(model, constraint)
 
 
 def samplers(model, rows, depth, start, edits, lookups):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 
 from bench.growth import DEPTHS, OPERATIONS
 
@@ -62,16 +63,33 @@ def microseconds_text(rounds):
     )
 
 
-def markdown(results, quick, plot=None):
+def code_version(root):
+    """The commit measured, and whether the work tree differed from it."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "not a git checkout"
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"commit {commit}" + (" with uncommitted changes" if changed else "")
+
+
+def markdown(results, quick, minutes, root, plot=None):
     lines = [
         "# Benchmark results",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}.",
+        f"{platform.release()}, Python {platform.python_version()}. "
+        f"Code: {code_version(root)}.",
         f"Command: `python bench/run.py{' --quick' if quick else ''}` "
         "(`make bench`). Ratios are medians of per-round ratios with the "
         "lowest–highest round in brackets; times are medians of per-round medians, "
-        "bracketed the same way; lower is better.",
+        "bracketed the same way; lower is better. The whole run took "
+        f"{minutes:.1f} minutes.",
         "",
     ]
     for result in results:

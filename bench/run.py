@@ -649,10 +649,11 @@ def main():
         ["--quick"] if args.quick else []
     )
     results = []
+    started = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k != "VERSIONING_TEST_DATABASE_URL"}
     if args.database in ("sqlite", "all"):
         out = subprocess.run(
-            command, env=env, check=True, capture_output=True, text=True
+            command, env=env, check=True, stdout=subprocess.PIPE, text=True
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     if args.database in ("postgres", "all"):
@@ -663,7 +664,7 @@ def main():
             "--",
             *command,
         ]
-        out = subprocess.run(pg, env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(pg, env=env, check=True, stdout=subprocess.PIPE, text=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
     output = args.output or (None if args.quick else str(ROOT / "bench" / "results.md"))
@@ -671,7 +672,8 @@ def main():
     link = draw(results, plot)
     if link and output:
         link = os.path.relpath(link, Path(output).resolve().parent)
-    text = report.markdown(results, args.quick, link)
+    minutes = (time.perf_counter() - started) / 60
+    text = report.markdown(results, args.quick, minutes, ROOT, link)
     if output:
         Path(output).write_text(text)
         # Every round's figures, to check a claim or redraw without a rerun.
