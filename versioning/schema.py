@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
+from .indexes import CURRENT_ROWS, AsOfIndex
+
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.sql.compiler import SQLCompiler
@@ -25,7 +27,7 @@ def version_constraints(model: type[models.Model]) -> list[models.BaseConstraint
         # The database itself guarantees at most one current row per object.
         models.UniqueConstraint(
             fields=["identity"],
-            condition=models.Q(valid_to__isnull=True),
+            condition=CURRENT_ROWS,
             name=constraint_name(model, "current"),
         ),
         # Unique (identity, version) is also the index that reads history.
@@ -36,8 +38,11 @@ def version_constraints(model: type[models.Model]) -> list[models.BaseConstraint
 
 
 def version_indexes(model: type[models.Model]) -> list[models.Index]:
+    # Reading one object (current row, history, as of a moment) goes through
+    # the constraints' indexes on identity; this one reads a whole table as
+    # of a moment.
     return [
-        models.Index(
+        AsOfIndex(
             fields=["valid_from", "valid_to"], name=constraint_name(model, "asof")
         )
     ]
