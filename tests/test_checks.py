@@ -283,3 +283,143 @@ def test_a_plain_through_model_of_a_versioned_model_passes():
     assert ids(Club) == []
     # Between two rows of one model, the versioned through is reported once.
     assert ids(Friendship) == ["versioning.E009"]
+
+
+@isolate_apps("tests.testapp")
+def test_an_index_on_a_data_field_is_a_warning_pointing_at_current_index():
+    class Indexed(Versioned):
+        __module__ = IN_TEST_APP
+        email = models.EmailField(db_index=True)
+
+    [warning] = messages(Indexed)
+    assert warning.id == "versioning.W003"
+    assert "'testapp.Indexed.email'" in warning.msg and "every version" in warning.msg
+    assert "versioning.CurrentIndex(fields=['email']" in warning.hint
+
+
+@isolate_apps("tests.testapp")
+def test_a_plain_meta_index_on_data_fields_is_a_warning():
+    from django.db.models.functions import Lower
+
+    class ByFields(Versioned):
+        __module__ = IN_TEST_APP
+        name = models.CharField(max_length=10)
+
+        class Meta:
+            indexes = [models.Index(fields=["-name"], name="by_name")]
+
+    class ByExpression(Versioned):
+        __module__ = IN_TEST_APP
+        name = models.CharField(max_length=10)
+
+        class Meta:
+            indexes = [models.Index(Lower("name"), name="by_lower_name")]
+
+    [warning] = messages(ByFields)
+    assert warning.id == "versioning.W003"
+    assert "'by_name'" in warning.msg and "CurrentIndex" in warning.hint
+    assert ids(ByExpression) == ["versioning.W003"]
+
+
+@isolate_apps("tests.testapp")
+def test_indexes_of_current_rows_only_pass():
+    from django.db.models.functions import Lower
+
+    from versioning import CurrentIndex
+
+    class Helper(Versioned):
+        __module__ = IN_TEST_APP
+        name = models.CharField(max_length=10)
+        code = models.CharField(max_length=10)
+
+        class Meta:
+            indexes = [
+                CurrentIndex(fields=["name"]),
+                CurrentIndex(Lower("code"), name="helper_lower_code"),
+            ]
+
+    class Conditional(Versioned):
+        __module__ = IN_TEST_APP
+        name = models.CharField(max_length=10)
+        rank = models.IntegerField()
+
+        class Meta:
+            indexes = [
+                models.Index(
+                    fields=["name"],
+                    condition=models.Q(valid_to__isnull=True),
+                    name="conditional_name",
+                ),
+                models.Index(
+                    fields=["rank"],
+                    condition=models.Q(rank__gt=0, valid_to__isnull=True),
+                    name="conditional_rank",
+                ),
+            ]
+
+    assert ids(Helper) == []
+    assert ids(Conditional) == []
+
+
+@isolate_apps("tests.testapp")
+def test_a_condition_that_admits_historical_rows_is_still_a_warning():
+    class Either(Versioned):
+        __module__ = IN_TEST_APP
+        rank = models.IntegerField()
+
+        class Meta:
+            indexes = [
+                models.Index(
+                    fields=["rank"],
+                    condition=models.Q(rank__gt=0) | models.Q(valid_to__isnull=True),
+                    name="either_rank",
+                )
+            ]
+
+    assert ids(Either) == ["versioning.W003"]
+
+
+@isolate_apps("tests.testapp")
+def test_a_plain_index_kept_next_to_a_current_one_is_deliberate():
+    # A slug looked up among current rows and, for old links, in history.
+    from versioning import CurrentIndex
+
+    class Kept(Versioned):
+        __module__ = IN_TEST_APP
+        slug = models.SlugField()
+        code = models.CharField(max_length=10)
+
+        class Meta:
+            indexes = [
+                CurrentIndex(fields=["code"]),
+                models.Index(fields=["code", "slug"], name="kept_code_slug"),
+            ]
+            constraints = [
+                models.UniqueConstraint(
+                    fields=["slug"],
+                    condition=models.Q(valid_to__isnull=True),
+                    name="kept_slug_current",
+                )
+            ]
+
+    assert ids(Kept) == []
+
+
+@isolate_apps("tests.testapp")
+def test_keys_unique_fields_and_bookkeeping_indexes_are_no_index_warning():
+    class Target(Versioned):
+        __module__ = IN_TEST_APP
+
+    class Others(Versioned):
+        __module__ = IN_TEST_APP
+        # Django indexes a key; pruning and deletion read history through it.
+        target = models.ForeignKey(Target, on_delete=models.PROTECT)
+        slug = models.SlugField(unique=True)
+
+        class Meta:
+            indexes = [
+                models.Index(fields=["identity", "valid_from"], name="others_moment")
+            ]
+
+    # unique=True is refused outright (E004), with the scoped constraint as fix.
+    assert ids(Others) == ["versioning.E004"]

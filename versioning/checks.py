@@ -9,7 +9,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from .managers import CurrentManager, VersionedQuerySetMixin
-from .tracking import BOOKKEEPING_FIELD_NAMES, is_versioned
+from .tracking import BOOKKEEPING_FIELD_NAMES, data_fields, is_versioned
 
 SCOPED_HINT = (
     "Every version of an object repeats its values, so this would fail on "
@@ -30,6 +30,7 @@ def check_versioned_model(
         *check_inheritance(model),
         *check_uniqueness(model),
         *check_cascading_keys(model),
+        *check_data_field_indexes(model),
         *check_default_manager(model),
         *check_queryset_classes(model),
         *check_through_models(model),
@@ -164,6 +165,99 @@ def check_cascading_keys(model: Any) -> list[checks.Warning]:
                 )
             )
     return warnings
+
+
+def check_data_field_indexes(model: Any) -> list[checks.Warning]:
+    """
+    A plain index on a data field holds every version of each object, so a
+    lookup of current rows through it reads history too. Quiet when the
+    field also leads an index or unique constraint of current rows only.
+    Foreign keys keep Django's index: pruning and deletion read history
+    through them.
+    """
+    label = model._meta.label
+    for_current_rows = fields_leading_current_row_indexes(model)
+    warnings = []
+    field: Any
+    for field in data_fields(model):
+        if (
+            field.db_index
+            and not field.unique
+            and not field.is_relation
+            and field.name not in for_current_rows
+        ):
+            warnings.append(
+                checks.Warning(
+                    f"'{label}.{field.name}' has db_index=True: the index holds "
+                    "every version of each object, so a lookup of current rows "
+                    f"by '{field.name}' reads through their history too.",
+                    hint="Index current rows only: remove db_index=True and add "
+                    f"versioning.CurrentIndex(fields=['{field.name}'], name=...) "
+                    "to Meta.indexes. Keep a plain index as well only to look "
+                    "up history by this field.",
+                    obj=field,
+                    id="versioning.W003",
+                )
+            )
+    data_names = {field.name for field in data_fields(model)}
+    for index in model._meta.indexes:
+        names = indexed_field_names(index)
+        if (
+            selects_current_rows_only(index.condition)
+            or not data_names.intersection(names)
+            or (index.fields and names[0] in for_current_rows)
+        ):
+            continue
+        warnings.append(
+            checks.Warning(
+                f"The index '{index.name}' of '{label}' holds every version of "
+                "each object, so a lookup of current rows through it reads "
+                "through their history too.",
+                hint="Index current rows only: versioning.CurrentIndex(...) "
+                "instead of models.Index(...). Keep a plain index as well only "
+                "to look up history by these fields.",
+                obj=model,
+                id="versioning.W003",
+            )
+        )
+    return warnings
+
+
+def fields_leading_current_row_indexes(model: Any) -> set[str]:
+    leading = set()
+    for scoped in [*model._meta.indexes, *model._meta.constraints]:
+        fields = getattr(scoped, "fields", None)
+        condition = getattr(scoped, "condition", None)
+        if fields and selects_current_rows_only(condition):
+            leading.add(fields[0].removeprefix("-"))
+    return leading
+
+
+def indexed_field_names(index: Any) -> list[str]:
+    if index.fields:
+        return [name.removeprefix("-") for name in index.fields]
+    nodes: list[Any] = [
+        node
+        for expression in index.expressions
+        for node in (
+            [expression] if isinstance(expression, models.F) else expression.flatten()
+        )
+    ]
+    references: list[Any] = [node for node in nodes if isinstance(node, models.F)]
+    return [reference.name for reference in references]
+
+
+def selects_current_rows_only(condition: models.Q | None) -> bool:
+    """Whether a condition holds only for current rows (valid_to IS NULL)."""
+    if not isinstance(condition, models.Q) or condition.negated:
+        return False
+    if condition.connector != models.Q.AND and len(condition.children) > 1:
+        return False
+    return any(
+        child in (("valid_to__isnull", True), ("valid_to", None))
+        or (isinstance(child, models.Q) and selects_current_rows_only(child))
+        for child in condition.children
+    )
 
 
 def check_default_manager(model: type[models.Model]) -> list[checks.Warning]:
