@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
+from django.db.models import Count, F, Max
 from django.utils import dateparse, timezone
 
 from versioning.tracking import is_versioned
@@ -86,7 +87,7 @@ def positive(value: str, option: str) -> int:
 
 
 def identity_of(model: type[Versioned], reference: str, using: str) -> uuid.UUID:
-    """The identity named by a UUID, or by the primary key of any of its versions."""
+    """The identity named by a UUID, or by the primary key of a stored version."""
     rows = model.all_versions.using(using)
     try:
         identity = uuid.UUID(reference)
@@ -98,10 +99,35 @@ def identity_of(model: type[Versioned], reference: str, using: str) -> uuid.UUID
         pk = model._meta.pk.to_python(reference)
         found = rows.filter(pk=pk).values_list("identity", flat=True).first()
     except (ValidationError, ValueError, TypeError):
-        found = None
+        pk = found = None
+    label = model._meta.label
+    if found is None and pk is not None and may_have_been_pruned(model, using, pk):
+        raise CommandError(
+            f"No version of {label} has primary key '{reference}' any more: prune "
+            "has removed old versions of this model, and this may have been one. "
+            "Name the object by its identity (UUID), which prune never changes, or "
+            "by the primary key of a version still stored."
+        )
     if found is None:
         raise CommandError(
-            f"No {model._meta.label} has identity or primary key '{reference}'. "
-            f"Give an identity (UUID) or the primary key of any of its versions."
+            f"No {label} has identity or primary key '{reference}'. Give an "
+            "identity (UUID) or the primary key of one of its stored versions."
         )
     return found
+
+
+def may_have_been_pruned(model: type[Versioned], using: str, pk: Any) -> bool:
+    """
+    Whether ``pk``, which names no stored version, could have named one that
+    prune removed: some object lacks versions before its newest, and a
+    number below the largest stored key (a larger one was never given out).
+    """
+    rows = model.all_versions.using(using).order_by()
+    if isinstance(pk, int) and not rows.filter(pk__gt=pk).exists():
+        return False
+    return (
+        rows.values("identity")
+        .annotate(stored=Count("pk"), newest=Max("version"))
+        .filter(stored__lt=F("newest"))
+        .exists()
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,18 +63,25 @@ class Command(VersionedModelCommand):
         candidates = self.candidates(model, using, keep, older_than)
         plan = plan_removal(model, using, candidates, size)
         label = model._meta.label
-        if options["dry_run"]:
-            self.say(
-                f"Would remove {len(plan.removable)} historical version(s) of "
-                f"{label}; {len(plan.kept)} more match but other rows point at "
-                "them and stay. Nothing was deleted (--dry-run)."
+        batches = math.ceil(len(plan.removable) / size)
+        planned = (
+            f"{len(plan.removable)} historical version(s) of {label} in "
+            f"{batches} batch(es) of up to {size}"
+        )
+        if plan.kept:
+            planned += (
+                f"; {len(plan.kept)} more match but other rows point at them and stay"
             )
+        planned += "."
+        if options["dry_run"]:
+            self.say(f"Would remove {planned} Nothing was deleted (--dry-run).")
             self.explain(plan.kept_by)
             return
 
+        self.say(f"Removing {planned}")
         removed = reclaimed = 0
         kept_by = {name: set(pks) for name, pks in plan.kept_by.items()}
-        progress = Progress(self.stdout, len(plan.removable), options["verbosity"])
+        progress = Progress(self.stdout, len(plan.removable), self.verbosity)
         for start in range(0, len(plan.removable), size):
             batch = plan.removable[start : start + size]
             removal = remove_versions(model, using, batch)
@@ -81,7 +89,7 @@ class Command(VersionedModelCommand):
             reclaimed += removal.reclaimed
             for name, pks in removal.kept_by.items():
                 kept_by.setdefault(name, set()).update(pks)
-            progress.update(removed)
+            progress.update(removal.removed, removed)
         progress.finish()
         space = (
             f"; about {reclaimed / 1024:.1f} KiB of row data freed "
@@ -215,25 +223,30 @@ def row_bytes(model: Any, using: str, pks: Iterable[Any]) -> int:
 
 
 class Progress:
-    """A bar on a terminal, plain lines otherwise."""
+    """
+    A bar on a terminal; a line per batch with --verbosity 2; nothing more
+    otherwise, so a scheduled run's log gets the summary lines only.
+    """
 
     def __init__(self, stdout: OutputWrapper, total: int, verbosity: int) -> None:
         self.stdout, self.total, self.verbosity = stdout, total, verbosity
-        self.terminal = stdout.isatty()
+        self.bar = verbosity == 1 and stdout.isatty() and total > 0
+        self.batches = 0
 
-    def update(self, done: int) -> None:
-        if self.verbosity < 1 or not self.total:
-            return
-        if self.terminal:
+    def update(self, in_batch: int, done: int) -> None:
+        self.batches += 1
+        if self.verbosity >= 2:
+            self.stdout.write(
+                f"  batch {self.batches}: removed {in_batch} ({done}/{self.total})"
+            )
+        elif self.bar:
             filled = int(30 * done / self.total)
             self.stdout.write(
                 f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}",
                 ending="",
             )
             self.stdout.flush()
-        else:
-            self.stdout.write(f"pruned {done}/{self.total}")
 
     def finish(self) -> None:
-        if self.terminal and self.verbosity >= 1 and self.total:
+        if self.bar:
             self.stdout.write("")

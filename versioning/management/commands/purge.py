@@ -1,12 +1,16 @@
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.db import models
-from django.db.models import ProtectedError, RestrictedError
+from django.db.models import Count, ProtectedError, RestrictedError
+from django.db.models.deletion import Collector
 
+from versioning.exceptions import VersioningError
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
+from versioning.statements import plain_rows
 
 
 class Command(VersionedModelCommand):
@@ -42,30 +46,70 @@ class Command(VersionedModelCommand):
             for reference in options["objects"]
         }
         rows = model.all_versions.using(using).filter(identity__in=identities)
-        count = rows.count()
+        stored = dict(
+            rows.order_by()
+            .values("identity")
+            .annotate(versions=Count("pk"))
+            .values_list("identity", "versions")
+        )
         label = model._meta.label
+        dry_run = options["dry_run"]
         self.say(
-            f"{count} version(s) of {len(identities)} {label} object(s) "
-            f"{'would be' if options['dry_run'] else 'will be'} deleted for good:"
+            f"{sum(stored.values())} version(s) of {len(identities)} {label} "
+            f"object(s) {'would be' if dry_run else 'will be'} deleted for good:"
         )
         for identity in sorted(identities, key=str):
-            latest: Any = rows.filter(identity=identity).order_by("-version").first()
-            self.say(f"  {identity}  {latest}  ({latest.version} version(s))")
-        if options["dry_run"]:
+            latest = rows.filter(identity=identity).order_by("-version").first()
+            self.say(f"  {identity}  {latest}  ({stored[identity]} version(s))")
+        purged = plain_rows(model, using).filter(identity__in=identities)
+        try:
+            total, per_model = planned_deletion(purged)
+        except ProtectedError as error:
+            raise CommandError(blocked(error.protected_objects)) from None
+        except RestrictedError as error:
+            raise CommandError(blocked(error.restricted_objects)) from None
+        self.say(
+            f"{'Would purge' if dry_run else 'Will purge'} {total} row(s): "
+            f"{rows_text(per_model)}."
+        )
+        if dry_run:
             self.say("Nothing was deleted (--dry-run).")
             return
         if options["interactive"]:
             answer = input("This cannot be undone. Type 'yes' to purge: ")
             if answer.strip().lower() != "yes":
-                raise CommandError("Purge cancelled; nothing was deleted.")
+                # As Django's flush: declining is an answer, not a failure.
+                self.stdout.write("Purge cancelled; nothing was deleted.")
+                return
         try:
             total, per_model = rows.purge()
         except ProtectedError as error:
             raise CommandError(blocked(error.protected_objects)) from None
         except RestrictedError as error:
             raise CommandError(blocked(error.restricted_objects)) from None
-        details = ", ".join(f"{n} {name}" for name, n in sorted(per_model.items()))
-        self.say(self.style.SUCCESS(f"Purged {total} row(s): {details}."))
+        except VersioningError as error:
+            raise CommandError(f"{error} Nothing was deleted.") from None
+        self.say(self.style.SUCCESS(f"Purged {total} row(s): {rows_text(per_model)}."))
+
+
+def planned_deletion(rows: models.QuerySet[Any]) -> tuple[int, dict[str, int]]:
+    """
+    What ``rows.delete()`` would return, without deleting: Django's own
+    collector gathers the same rows, referrers' on_delete included.
+    """
+    collector = Collector(using=rows.db, origin=rows)
+    collector.collect(rows)
+    counts: Counter[str] = Counter()
+    for fast in collector.fast_deletes:
+        counts[fast.model._meta.label] += fast.count()
+    for model, instances in collector.data.items():
+        counts[model._meta.label] += len(instances)
+    per_model = {name: count for name, count in counts.items() if count}
+    return sum(per_model.values()), per_model
+
+
+def rows_text(per_model: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(per_model.items()))
 
 
 def blocked(referrers: Iterable[models.Model]) -> str:
