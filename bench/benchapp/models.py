@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from versioning import CurrentIndex
 from versioning.models import Versioned
 
 
@@ -96,14 +97,8 @@ class Growth(Fields, Versioned):
 
     class Meta:
         abstract = True
-        indexes = [
-            # Current rows only: a lookup by code reads no history.
-            models.Index(
-                fields=["code"],
-                condition=models.Q(valid_to__isnull=True),
-                name="%(class)s_code",
-            )
-        ]
+        # Current rows only: a lookup by code reads no history.
+        indexes = [CurrentIndex(fields=["code"], name="%(class)s_code")]
 
 
 class GrowthDepth1(Growth):
