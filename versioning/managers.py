@@ -16,11 +16,20 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.query import ModelIterable
+from django.db.models.sql.where import AND
 from django.utils import timezone
 
 from . import context, statements, writes
 from .exceptions import HistoricalVersionError, VersioningError
-from .joins import ALL, AS_OF, CURRENT, ROWS, VersionedQuery, versioned_query_combinable
+from .joins import (
+    ALL,
+    AS_OF,
+    CURRENT,
+    ROWS,
+    VersionedQuery,
+    current_rows,
+    versioned_query_combinable,
+)
 from .tracking import remember_loaded_values, remember_moment
 
 __all__ = [
@@ -318,7 +327,12 @@ class VersionedManagerMixin(_ManagerBase):
         queryset: Any = super().get_queryset()
         queryset.versioning_scope = self.versioning_scope
         if self.versioning_scope == CURRENT:
-            queryset = queryset.filter(valid_to__isnull=True)
+            # The condition filter(valid_to__isnull=True) would build, added
+            # to the new queryset's own query: every read starts here, and
+            # resolving the lookup by name each time costs more than the
+            # rest of a lookup by key.
+            query = queryset.query
+            query.where.add(current_rows(self.model, query.get_initial_alias()), AND)
         return queryset
 
     def as_of(self, when: datetime.datetime) -> VersionedQuerySetMixin:
