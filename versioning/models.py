@@ -109,7 +109,9 @@ class Versioned(models.Model):
         **kwargs: Any,
     ) -> Self:
         instance = super().from_db(db, field_names, values, **kwargs)
-        loaded = dict(zip(field_names, values, strict=True))
+        # Django passes one value per name: zip() needs no strict check here,
+        # where every row of every read passes.
+        loaded = dict(zip(field_names, values, strict=False))
         copy_mutable_values(cls, loaded)
         instance.__dict__[LOADED_VALUES_ATTRIBUTE] = loaded
         return instance

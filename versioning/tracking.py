@@ -221,16 +221,22 @@ class AssignmentTrackingAttribute(DeferredAttribute):
     on the next version even when it equals the previous version's.
     """
 
+    def __init__(self, field: models.Field) -> None:
+        super().__init__(field)
+        self.is_key = field.is_relation
+
     def __set__(self, instance: models.Model, value: Any) -> None:
+        # Called for every row read (Model.__init__ sets each column): kept
+        # to dictionary work unless a key really changes.
+        values = instance.__dict__
         field: Any = self.field
         attname = field.attname
-        previous = instance.__dict__.get(attname)
-        if previous != value and field.is_relation and field.is_cached(instance):
+        if self.is_key and values.get(attname) != value and field.is_cached(instance):
             # As ForeignKeyDeferredAttribute: a new key drops the cached object.
             field.delete_cached_value(instance)
-        instance.__dict__[attname] = value
+        values[attname] = value
         if not instance._state.adding:
-            instance.__dict__.setdefault(ASSIGNED_ATTRIBUTE, set()).add(attname)
+            values.setdefault(ASSIGNED_ATTRIBUTE, set()).add(attname)
 
 
 def assigned_who_and_why(instance: models.Model) -> set[str]:
