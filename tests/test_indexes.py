@@ -207,3 +207,17 @@ def test_as_of_before_the_first_version_finds_nothing_through_the_index(edited):
     obj, _ = edited
     before = obj.history().first().valid_from - datetime.timedelta(seconds=1)
     assert list(Example.objects.as_of(before)) == []
+
+
+@isolate_apps("tests.testapp")
+def test_the_readme_example_indexes_current_rows_and_passes_the_checks():
+    from tests.test_readme import section_blocks
+
+    [block] = section_blocks("### Indexes")
+    namespace = {"__name__": IN_TEST_APP, "models": models, "Versioned": Versioned}
+    exec(block, namespace)
+    person = namespace["Person"]
+    assert CurrentIndex(fields=["email"], name="person_email_current") in (
+        person._meta.indexes
+    )
+    assert [m.id for m in person.check() if m.id.startswith("versioning.")] == []
