@@ -34,7 +34,9 @@ from tests.testapp.models import (
     Club,
     Item,
     Parent,
+    Player,
     Tag,
+    Team,
 )
 from versioning.exceptions import StaleVersionError
 
@@ -101,6 +103,19 @@ def test_history_reads_carry_the_history_hint(recorded):
     item.previous_version()
     assert history_hints(recorded) == [True, True, True, True]
     assert recorded[0][1]["instance"] is item  # as Django routes related objects
+
+
+@pytest.mark.django_db
+def test_relations_followed_as_of_a_moment_carry_the_history_hint(recorded):
+    team = Team.objects.create(name="Reds")
+    Player.objects.create(name="ann", team=team)
+    then = timezone.now()
+    (ann,) = Player.objects.as_of(then)
+    (reds,) = Team.objects.as_of(then)
+    recorded.clear()
+    assert ann.team == reds
+    assert [p.name for p in reds.player_set.all()] == ["ann"]
+    assert recorded and all(history_hints(recorded))
 
 
 @pytest.mark.django_db

@@ -30,7 +30,7 @@ from django.utils.functional import cached_property
 from .fields import PinnedForeignKey
 from .fixup import FollowingForwardDescriptor
 from .joins import AS_OF
-from .managers import AsOfModelIterable
+from .managers import HISTORY_HINT, AsOfModelIterable
 from .related_writes import (
     add_links,
     add_referrers,
@@ -53,6 +53,10 @@ OWNER_IDENTITY = "_versioning_owner_identity"
 PrefetchQuerysets = tuple[
     models.QuerySet, Callable[[Any], tuple], Callable[[Any], tuple], bool, str, bool
 ]
+
+#: Relations followed as of a moment read history: a router may send them
+#: to a replica, as it does as_of() (docs/replicas.md).
+AS_HISTORY = {HISTORY_HINT: True}
 
 
 class TimeTravellingForwardDescriptor(FollowingForwardDescriptor):
@@ -78,7 +82,7 @@ class TimeTravellingForwardDescriptor(FollowingForwardDescriptor):
         attname = self.field.attname
         keys = {getattr(instance, attname) for instance in instances} - {None}
         target = self.field.related_model
-        db = router.db_for_read(target, instance=instances[0])
+        db = router.db_for_read(target, instance=instances[0], **AS_HISTORY)
         identity_of = dict(
             target._base_manager.db_manager(db)
             .filter(pk__in=keys)
@@ -99,7 +103,7 @@ class TimeTravellingForwardDescriptor(FollowingForwardDescriptor):
         self, instance: models.Model, when: datetime.datetime, keys: list[Any]
     ) -> models.QuerySet:
         target = self.field.related_model
-        db = router.db_for_read(target, instance=instance)
+        db = router.db_for_read(target, instance=instance, **AS_HISTORY)
         named = target._base_manager.db_manager(db).filter(pk__in=keys)
         current = target._default_manager.db_manager(db).as_of(when)
         return current.filter(identity__in=named.values("identity"))
@@ -156,7 +160,7 @@ def related_as_of(
     hold ``key`` to an owner read as of ``when`` get it in their cache.
     """
     manager = model._default_manager.db_manager(
-        router.db_for_read(model, instance=owner)
+        router.db_for_read(model, instance=owner, **AS_HISTORY)
     )
     queryset = manager.as_of(when) if is_versioned(model) else manager.all()
     if is_versioned(type(owner)):
@@ -216,7 +220,7 @@ class TimeTravellingManagerMixin:
             queryset = self.model._default_manager.as_of(when)
         else:
             queryset = self.model._default_manager.all()
-        db = router.db_for_read(self.model, instance=instances[0])
+        db = router.db_for_read(self.model, instance=instances[0], **AS_HISTORY)
         queryset = (
             queryset.using(db)
             .filter(**{f"{lookup}__identity__in": {i.identity for i in instances}})
