@@ -408,6 +408,11 @@ class Versioned(models.Model):
         return [*super().check(**kwargs), *checks.check_versioned_model(cls, Versioned)]
 
 
+def restore_reason(version: int) -> str:
+    """The change reason of a restore that was given none: the admin's and restore's."""
+    return str(_("Restored version %(version)s") % {"version": version})
+
+
 #: The condition of a unique constraint scoped to current rows.
 CURRENT_ROWS = models.Q(valid_to__isnull=True)
 
