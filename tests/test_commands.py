@@ -194,7 +194,9 @@ def test_bad_input_from_the_command_line_exits_non_zero(capsys):
 
 
 def test_restore_makes_a_version_current_again(lamp):
-    out = run("restore", "testapp.Item", str(lamp.identity), version="1", reason="undo")
+    out = run(
+        "restore", "testapp.Item", str(lamp.identity), to_version="1", reason="undo"
+    )
     current = Item.objects.get()
     assert "as version 4" in out
     assert (current.version, current.price, current.change_reason) == (4, 10, "undo")
@@ -202,11 +204,11 @@ def test_restore_makes_a_version_current_again(lamp):
 
 def test_restore_dry_run_and_deleted_objects(lamp):
     assert "Nothing was written" in run(
-        "restore", "testapp.Item", str(lamp.pk), version="1", dry_run=True
+        "restore", "testapp.Item", str(lamp.pk), to_version="1", dry_run=True
     )
     assert Item.all_versions.count() == 3
     lamp.delete()
-    run("restore", "testapp.Item", str(lamp.pk), version="2")
+    run("restore", "testapp.Item", str(lamp.pk), to_version="2")
     assert Item.objects.get().price == 12
 
 
@@ -216,12 +218,14 @@ def test_restore_dry_run_and_deleted_objects(lamp):
 )
 def test_restore_bad_version(lamp, version, message):
     with pytest.raises(CommandError, match=message):
-        run("restore", "testapp.Item", str(lamp.pk), version=version)
+        run("restore", "testapp.Item", str(lamp.pk), to_version=version)
     assert Item.all_versions.count() == 3
 
 
 def test_restore_of_the_current_data_does_nothing(lamp):
-    assert "nothing to do" in run("restore", "testapp.Item", str(lamp.pk), version="3")
+    assert "nothing to do" in run(
+        "restore", "testapp.Item", str(lamp.pk), to_version="3"
+    )
 
 
 # purge -----------------------------------------------------------------------
@@ -564,7 +568,9 @@ def test_history_verbosity_2_lists_every_field(lamp):
 
 
 def test_verbosity_0_keeps_write_commands_quiet(lamp):
-    assert run("restore", "testapp.Item", str(lamp.pk), version="1", verbosity=0) == ""
+    assert (
+        run("restore", "testapp.Item", str(lamp.pk), to_version="1", verbosity=0) == ""
+    )
     assert run("prune", "testapp.Item", keep="1", verbosity=0) == ""
     assert (
         run("purge", "testapp.Item", str(lamp.identity), interactive=False, verbosity=0)

@@ -1,35 +1,34 @@
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
 import versioning
-from versioning.exceptions import StaleVersionError
+from versioning.exceptions import VersioningError
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
+from versioning.models import restore_reason
 
 
 class Command(VersionedModelCommand):
     help = (
         "Make an old version's data current again, as a new version. Works on "
         "deleted objects too. Example: manage.py restore catalog.Product 3 "
-        "--version 1 --reason 'price rise reverted'"
+        "--to-version 1 --reason 'price rise reverted'"
     )
-
-    def create_parser(
-        self, prog_name: str, subcommand: str, **kwargs: Any
-    ) -> CommandParser:
-        # --version names the version to restore, replacing Django's
-        # "show Django's version" flag for this command.
-        return super().create_parser(
-            prog_name, subcommand, conflict_handler="resolve", **kwargs
-        )
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "object", help="identity (UUID) or primary key of any version"
         )
-        parser.add_argument("--version", required=True, help="the version to restore")
+        # Not --version, which is Django's own "show Django's version".
+        parser.add_argument(
+            "--to-version",
+            required=True,
+            metavar="N",
+            help="the version whose data to make current again",
+        )
         parser.add_argument("--reason", default="", help="recorded as change_reason")
         parser.add_argument(
             "--dry-run",
@@ -41,7 +40,7 @@ class Command(VersionedModelCommand):
         model = arguments.versioned_model(options["model"])
         using = options["database"]
         identity = arguments.identity_of(model, options["object"], using)
-        number = arguments.positive(options["version"], "--version")
+        number = arguments.positive(options["to_version"], "--to-version")
         versions = model.all_versions.using(using).filter(identity=identity)
         chosen = versions.filter(version=number).first()
         if chosen is None:
@@ -64,12 +63,16 @@ class Command(VersionedModelCommand):
             )
             return
         try:
-            with versioning.changes(
-                reason=options["reason"] or f"restored version {number}"
-            ):
+            with versioning.changes(reason=options["reason"] or restore_reason(number)):
                 restored = chosen.restore(using=using)
-        except StaleVersionError as error:
-            raise CommandError(str(error)) from None
+        except ValidationError as error:
+            # A value another object took since, as a form would say it.
+            raise CommandError(
+                f"Version {number} of {model._meta.label} {identity} ({chosen}) "
+                f"cannot be restored: {' '.join(error.messages)} Nothing was written."
+            ) from None
+        except VersioningError as error:
+            raise CommandError(f"{error}") from None
         self.say(
             self.style.SUCCESS(
                 f"Restored version {number} of {model._meta.label} {identity} "
