@@ -14,6 +14,7 @@ from django.db import router, transaction
 from django.forms.models import modelform_factory
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from . import links
@@ -71,6 +72,11 @@ class VersionedModelForm(forms.ModelForm):
         max_length=500,
         help_text=_("Optional; shown in the object's history."),
     )
+
+    #: After a refusal because someone saved a newer version: that version,
+    #: and the verbose names of what it changed since the form's version.
+    current_version: Versioned | None = None
+    changed_fields: list[str] = []
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -175,21 +181,49 @@ class VersionedModelForm(forms.ModelForm):
                 code="stale",
                 params={"object": latest},
             )
-        return ValidationError(
-            _(
+        self.current_version = latest
+        self.changed_fields = self._changed_since(loaded_version, latest)
+        if self.changed_fields:
+            message = _(
+                "“%(object)s” was changed by %(who)s at %(when)s (now version "
+                "%(version)s) after you opened it; changed: %(fields)s. Nothing "
+                "was saved; your input is kept below. Open the current version "
+                "and apply your changes to it."
+            )
+        else:  # the versions in between were pruned
+            message = _(
                 "“%(object)s” was changed by %(who)s at %(when)s (now version "
                 "%(version)s) after you opened it. Nothing was saved; your input "
                 "is kept below. Open the current version and apply your changes "
-                "again."
-            ),
+                "to it."
+            )
+        return ValidationError(
+            message,
             code="stale",
             params={
                 "object": latest,
                 "who": latest.changed_by or _("someone"),
                 "when": _display_time(latest.valid_from),
                 "version": latest.version,
+                "fields": ", ".join(self.changed_fields),
             },
         )
+
+    def _changed_since(self, loaded_version: int, latest: Versioned) -> list[str]:
+        """The verbose names of what changed since the form's version, links too."""
+        loaded = (
+            type(latest)
+            .all_versions.using(router.db_for_write(type(latest), instance=latest))
+            .filter(identity=latest.identity, version=loaded_version)
+            .first()
+        )
+        if loaded is None:  # pruned meanwhile
+            return []
+        opts = latest._meta
+        return [
+            str(capfirst(opts.get_field(name).verbose_name))  # type: ignore[union-attr]
+            for name in loaded.diff(latest)
+        ]
 
     def save(self, commit: bool = True) -> Versioned:
         """
