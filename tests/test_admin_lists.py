@@ -16,11 +16,11 @@ from django.urls import path, reverse
 from django.utils import formats, timezone
 
 import versioning
+from tests.conftest import edited, messages_of
 from tests.conftest import item_form_data as form_data
-from tests.conftest import messages_of
 from tests.factories import ItemFactory, UserFactory
-from tests.testapp.models import Item
-from versioning.admin import VersionedAdmin
+from tests.testapp.models import Item, OrderLine
+from versioning.admin import PinnedForeignKeyMixin, VersionedAdmin
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_admin_lists")]
 
@@ -335,3 +335,157 @@ def test_view_permission_reaches_the_identity_read_only(lamp):
     response = client.get(url("change", lamp.identity))
     assert response.status_code == 200
     assert not response.context["has_change_permission"]
+
+
+# the pinned version widget --------------------------------------------------------
+
+
+class OrderLineAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
+    pass
+
+
+class NoSecretsItemAdmin(VersionedAdmin):
+    def get_queryset(self, request):
+        return super().get_queryset(request).exclude(name__startswith="secret")
+
+
+pinning_site = admin.AdminSite(name="pinning")
+pinning_site.register(Item, NoSecretsItemAdmin)
+pinning_site.register(OrderLine, OrderLineAdmin)
+urlpatterns.append(path("pinning/", pinning_site.urls))
+
+
+def line_url(view, line=None):
+    return reverse(
+        f"pinning:testapp_orderline_{view}", args=() if line is None else (line.pk,)
+    )
+
+
+def pinned_choices(response):
+    """The select's options: [(group, [(value, label), ...]), ...]."""
+    field = response.context["adminform"].form.fields["item"]
+    return [
+        (group, [(str(value), label) for value, label in options])
+        for group, options in list(field.choices)[1:]
+    ]
+
+
+@pytest.fixture
+def bookshelves():
+    """A bookshelf at version 2, a deleted one of the same name, a desk."""
+    gone = ItemFactory(name="Bookshelf", price=5)
+    gone.delete()
+    shelf = ItemFactory(name="Bookshelf", price=10)
+    shelf.price = 12
+    shelf.save()
+    desk = ItemFactory(name="Desk")
+    return shelf, Item.all_versions.get(identity=gone.identity), desk
+
+
+def test_choices_are_existing_objects_versions_grouped_and_told_apart(
+    admin_client, bookshelves
+):
+    shelf, gone, desk = bookshelves
+    first = Item.all_versions.get(identity=shelf.identity, version=1)
+    response = admin_client.get(line_url("add"))
+    assert pinned_choices(response) == [
+        (
+            "Bookshelf",
+            [
+                (str(shelf.pk), "Bookshelf — version 2 (current)"),
+                (str(first.pk), "Bookshelf — version 1"),
+            ],
+        ),
+        ("Desk", [(str(desk.pk), "Desk — version 1 (current)")]),
+    ]
+    html = response.content.decode()
+    assert '<optgroup label="Bookshelf">' in html
+    assert str(gone.pk) not in [v for _, o in pinned_choices(response) for v, _ in o]
+
+
+def test_a_deleted_objects_pinned_version_stays_shown_and_can_be_kept(
+    admin_client, bookshelves
+):
+    shelf, gone, _ = bookshelves
+    line = OrderLine.objects.create(item=gone)
+    response = admin_client.get(line_url("change", line))
+    groups = dict(pinned_choices(response))
+    short = str(gone.identity)[:8]
+    # Two objects named "Bookshelf" now: each says which it is.
+    assert groups[f"Bookshelf ({short}) (deleted)"] == [
+        (str(gone.pk), f"Bookshelf ({short}) — version 1")
+    ]
+    assert f"Bookshelf ({str(shelf.identity)[:8]})" in groups
+    assert f'<option value="{gone.pk}" selected>' in response.content.decode()
+
+    response = admin_client.post(line_url("change", line), {"item": gone.pk})
+    assert response.status_code == 302
+    assert OrderLine.objects.get().item_id == gone.pk
+
+
+def test_versions_of_two_objects_never_share_a_label(admin_client):
+    renamed = edited(ItemFactory(name="Bookshelf"), "name", "Shelf")
+    other = edited(ItemFactory(name="Bookshelf", price=1), "price", 2)
+    response = admin_client.get(line_url("add"))
+    labels = [label for _, options in pinned_choices(response) for _, label in options]
+    assert len(labels) == len(set(labels)) == 4
+    short = str(renamed.identity)[:8]
+    assert dict(pinned_choices(response))[f"Shelf ({short})"] == [
+        (str(renamed.pk), f"Shelf ({short}) — version 2 (current)"),
+        (str(renamed.previous_version().pk), f"Shelf ({short}) — version 1"),
+    ]
+    assert f"Bookshelf ({str(other.identity)[:8]})" in dict(pinned_choices(response))
+
+
+def test_a_deleted_objects_version_cannot_be_newly_pinned(admin_client, bookshelves):
+    _, gone, _ = bookshelves
+    response = admin_client.post(line_url("add"), {"item": gone.pk})
+    assert response.status_code == 200
+    assert "Select a valid choice" in str(response.context["adminform"].form.errors)
+    assert not OrderLine.objects.exists()
+
+
+def test_an_old_version_can_be_pinned(admin_client, bookshelves):
+    shelf, _, _ = bookshelves
+    first = Item.all_versions.get(identity=shelf.identity, version=1)
+    admin_client.post(line_url("add"), {"item": first.pk})
+    assert OrderLine.objects.get().item_id == first.pk
+
+
+def test_choices_follow_the_targets_admin(admin_client, bookshelves):
+    secret = ItemFactory(name="secret prototype")
+    response = admin_client.get(line_url("add"))
+    assert "secret prototype" not in response.content.decode()
+    response = admin_client.post(line_url("add"), {"item": secret.pk})
+    assert "Select a valid choice" in str(response.context["adminform"].form.errors)
+
+
+def test_the_icons_view_the_pinned_version_and_neither_edit_nor_delete(
+    admin_client, bookshelves
+):
+    shelf, _, _ = bookshelves
+    first = Item.all_versions.get(identity=shelf.identity, version=1)
+    line = OrderLine.objects.create(item=first)
+    html = admin_client.get(line_url("change", line)).content.decode()
+    template = reverse("pinning:testapp_item_version", args=("__fk__",))
+    assert f'data-href-template="{template}?' in html
+    assert "change-related" not in html and "delete-related" not in html
+    assert "add-related" in html
+    version_page = admin_client.get(template.replace("__fk__", str(first.pk)))
+    assert version_page.context["version"].pk == first.pk
+
+
+def test_the_widget_costs_one_query_for_its_choices(
+    admin_client, bookshelves, django_assert_num_queries
+):
+    admin_client.get(line_url("add"))
+    with django_assert_num_queries(3) as captured:  # session, user, choices
+        admin_client.get(line_url("add"))
+    for name in ("Lamp", "Chair", "Table"):
+        edited(ItemFactory(name=name), "price", 1, 2)
+    with django_assert_num_queries(len(captured)):
+        admin_client.get(line_url("add"))
+
+
+def test_versioned_admins_use_the_widget_too():
+    assert issubclass(VersionedAdmin, PinnedForeignKeyMixin)

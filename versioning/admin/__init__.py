@@ -1,5 +1,6 @@
 """The admin for versioned models: ``VersionedAdmin`` and what it is built from."""
 
 from .options import VersionedAdmin
+from .widgets import PinnedForeignKeyMixin
 
-__all__ = ["VersionedAdmin"]
+__all__ = ["PinnedForeignKeyMixin", "VersionedAdmin"]

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 from .actions import restore_selected
 from .helpers import display_value, shown_fields
 from .views import VersionedChangeList
+from .widgets import PinnedForeignKeyMixin
 
 
 def _parsed(field: models.Field[Any, Any], key: str) -> Any | None:
@@ -55,7 +56,7 @@ def _parsed(field: models.Field[Any, Any], key: str) -> Any | None:
         return None
 
 
-class VersionedAdmin(admin.ModelAdmin):
+class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
     """
     A ModelAdmin for versioned models. Edits make new versions, carry the
     loaded version so a concurrent save is reported instead of overwritten,
