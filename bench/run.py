@@ -22,6 +22,7 @@ CI runs --quick only to keep it working.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import statistics
@@ -50,6 +51,7 @@ def setup_django():
         name = settings.DATABASES["default"]["NAME"]
         if os.path.exists(name):
             os.remove(name)
+        atexit.register(os.remove, name)
     django.setup()
     from django.core.management import call_command
 
@@ -599,18 +601,29 @@ def child(quick: bool) -> dict:
 
     result = {"database": connection.vendor, "durability": durability(), "sizes": sizes}
     started = time.perf_counter()
-    result["single"] = single_edits(sizes["rounds"], sizes["edits"])
-    result["bulk"] = bulk_changes(sizes["bulk_rounds"], sizes["bulk_rows"])
-    build_history(sizes["objects"], sizes["versions"])
-    result["reads"] = reads(sizes["rounds"], sizes["lookups"])
+    steps = result["step_seconds"] = {}
+    edit_sizes = (sizes["rounds"], sizes["edits"])
+    bulk_sizes = (sizes["bulk_rounds"], sizes["bulk_rows"])
+
+    def step(name, function, *args):
+        began = time.perf_counter()
+        value = function(*args)
+        steps[name] = time.perf_counter() - began
+        print(f"{connection.vendor}: {name} {steps[name]:.0f} s", file=sys.stderr)
+        return value
+
+    result["single"] = step("single edits", single_edits, *edit_sizes)
+    result["bulk"] = step("bulk changes", bulk_changes, *bulk_sizes)
+    step("history written", build_history, sizes["objects"], sizes["versions"])
+    result["reads"] = step("reads", reads, sizes["rounds"], sizes["lookups"])
     result["storage"] = storage()
+    growth_sizes = (
+        sizes["growth_rounds"],
+        sizes["growth_edits"],
+        sizes["growth_lookups"],
+    )
     result["growth"] = [
-        growth.measure(
-            rows,
-            sizes["growth_rounds"],
-            sizes["growth_edits"],
-            sizes["growth_lookups"],
-        )
+        step(f"growth at {rows:,} rows", growth.measure, rows, *growth_sizes)
         for rows in sizes["growth_rows"]
     ]
     result["seconds"] = time.perf_counter() - started

@@ -31,7 +31,10 @@ DATABASES = (
     else {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.path.join(tempfile.gettempdir(), "versioning-bench.sqlite3"),
+            # One file per process: runs side by side never share a database.
+            "NAME": os.path.join(
+                tempfile.gettempdir(), f"versioning-bench-{os.getpid()}.sqlite3"
+            ),
             # Django's default rollback journal, synced at every commit.
             "OPTIONS": {"init_command": "PRAGMA synchronous=FULL"},
         }
