@@ -44,8 +44,8 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 READ_ONLY = {ALL: "Model.all_versions querysets", AS_OF: "as_of() querysets"}
 
-#: The hint a database router gets with every read: True for history
-#: (``all_versions``, ``as_of()``, ``history()``), which may go to a replica.
+#: The hint a database router gets with reads of history (``all_versions``,
+#: ``as_of()``, ``history()``), which may go to a replica; other reads lack it.
 HISTORY_HINT = "versioning_history"
 
 
@@ -103,8 +103,9 @@ class VersionedQuerySetMixin(_QuerySetBase):
     @versioning_scope.setter
     def versioning_scope(self, scope: str) -> None:
         self._query.versioning_scope = scope  # type: ignore[attr-defined]
-        # A new dict: Django shares a queryset's hints with its clones.
-        self._hints = {**self._hints, HISTORY_HINT: scope in (ALL, AS_OF)}  # type: ignore[has-type]
+        if scope in (ALL, AS_OF):
+            # A new dict: Django shares a queryset's hints with its clones.
+            self._hints = {**self._hints, HISTORY_HINT: True}  # type: ignore[has-type]
 
     def as_of(self, when: datetime.datetime) -> Self:
         """The versions that were current at ``when`` (an aware datetime)."""
