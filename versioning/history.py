@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 
     from .models import Versioned
 
+__all__ = [
+    "PREVIOUS_VERSION_HIDDEN",
+    "PREVIOUS_VERSION_PRUNED",
+    "HistoryEntry",
+    "history_with_changes",
+]
+
 #: Said, in the admin and by the command alike, of a version whose previous
 #: version ``prune`` removed: there is nothing left to compare it with.
 PREVIOUS_VERSION_PRUNED = _("(changes unknown: previous version pruned)")
@@ -83,7 +90,7 @@ def history_with_changes(
     if not versions:
         return []
     model: Any = type(versions[0])
-    given: dict[VersionKey, Versioned] = {key(v): v for v in versions}
+    given: dict[VersionKey, Versioned] = {_key(v): v for v in versions}
     before = {(v.identity, v.version - 1) for v in versions if v.version > 1}
     # A closed version whose next one is not given: deleted there, or edited?
     after = {
@@ -97,7 +104,8 @@ def history_with_changes(
             versioning_shown=Exists(rows.filter(pk=OuterRef("pk")))
         )
     neighbours = {
-        key(row): row for row in read_versions(stored, (before - given.keys()) | after)
+        _key(row): row
+        for row in _read_versions(stored, (before - given.keys()) | after)
     }
     read_before = {
         pair: row
@@ -128,11 +136,11 @@ def history_with_changes(
     return entries
 
 
-def key(version: Versioned) -> VersionKey:
+def _key(version: Versioned) -> VersionKey:
     return (version.identity, version.version)
 
 
-def read_versions(rows: QuerySet[Any], pairs: Iterable[VersionKey]) -> list[Any]:
+def _read_versions(rows: QuerySet[Any], pairs: Iterable[VersionKey]) -> list[Any]:
     """The rows with these (identity, version) pairs, a few hundred per query."""
     pairs = sorted(pairs, key=lambda pair: (str(pair[0]), pair[1]))
     found: list[Any] = []
