@@ -54,7 +54,7 @@ def test_editing_saves_a_new_version_and_says_so(admin_client, admin_user, item)
     current = Item.objects.get()
     assert (current.version, current.price) == (2, 12)
     assert (current.changed_by, current.change_reason) == (admin_user, "sale")
-    assert "Saved as version 2." in messages_of(response)
+    assert "changed successfully and saved as version 2." in messages_of(response)[0]
 
 
 def test_save_and_continue_opens_the_new_version(admin_client, item):
@@ -64,14 +64,14 @@ def test_save_and_continue_opens_the_new_version(admin_client, item):
     assert response["Location"] == url("change", Item.objects.get())
     page = admin_client.get(response["Location"])
     shown = messages_of(page)
-    assert shown[0] == "Saved as version 2."
-    assert not any("That link was to version" in m for m in shown)
+    assert len(shown) == 1
+    assert shown[0].endswith("saved as version 2. You may edit it again below.")
 
 
 def test_saving_without_a_change_makes_no_version(admin_client, item):
     response = admin_client.post(url("change", item), form_data(item), follow=True)
     assert Item.all_versions.count() == 1
-    assert "Nothing changed, so no new version was made." in messages_of(response)
+    assert "was not changed; no new version was made." in messages_of(response)[0]
 
 
 def test_adding_records_who_and_why(admin_client, admin_user):
@@ -213,7 +213,7 @@ def test_deleted_objects_view_and_restore_action(admin_client, admin_user, item)
 
 def test_delete_closes_and_keeps_history(admin_client, item):
     confirmation = admin_client.get(url("delete", item)).content.decode()
-    assert "every version stays in its history" in confirmation
+    assert "It leaves the list but keeps its history" in confirmation
     admin_client.post(url("delete", item), {"post": "yes"})
     assert not Item.objects.exists()
     assert Item.all_versions.count() == 1
@@ -437,7 +437,7 @@ def test_a_restore_racing_another_write_is_reported(admin_client, item):
         response = admin_client.post(
             url("restore", first), {"version": "1"}, follow=True
         )
-    assert "nothing was restored" in messages_of(response)[0]
+    assert "was not restored: someone changed it meanwhile" in messages_of(response)[0]
     assert Item.all_versions.count() == 2
 
 

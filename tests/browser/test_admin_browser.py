@@ -22,9 +22,9 @@ def test_edit_history_compare_restore(
 
     page.goto(f"{live_server.url}/admin/testapp/item/{item.pk}/change/")
     save_price(page, "34", "supplier price rise")
-    assert "Saved as version 2." in page.inner_text("ul.messagelist")
+    assert "saved as version 2." in page.inner_text("ul.messagelist")
     save_price(page, "39", "another rise")
-    assert "Saved as version 3." in page.inner_text("ul.messagelist")
+    assert "saved as version 3." in page.inner_text("ul.messagelist")
 
     page.click("a.historylink")
     page.wait_for_selector(".versioning-history")

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, router
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -21,7 +23,7 @@ from django.utils.translation import gettext as _
 import versioning
 
 from ..deletion_preview import Consequence, DeletionPreview
-from ..exceptions import StaleVersionError
+from ..exceptions import StaleVersionError, VersioningError
 from ..forms import (
     LOADED_VERSION_FIELD,
     REASON_FIELD,
@@ -29,7 +31,7 @@ from ..forms import (
     versionedmodelform_factory,
 )
 from ..history import history_with_changes
-from ..models import Versioned
+from ..models import Versioned, restore_reason
 from .filters import (
     AS_OF_PARAMETER,
     STATUS_PARAMETER,
@@ -42,8 +44,14 @@ from .filters import (
 if TYPE_CHECKING:
     from django.contrib.admin.options import ActionLocation
 
-from .actions import restore_selected
+from .actions import (
+    refusal_reason,
+    refused_message,
+    restore_selected,
+    restored_message,
+)
 from .helpers import display_value, shown_fields
+from .templates import PageTemplate
 from .views import VersionedChangeList
 from .widgets import PinnedForeignKeyMixin
 
@@ -63,13 +71,19 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
     and every version can be viewed, compared and restored.
     """
 
-    change_form_template = "admin/versioning/change_form.html"
-    change_list_template = "admin/versioning/change_list.html"
-    object_history_template = "admin/versioning/object_history.html"
-    delete_confirmation_template = "admin/versioning/delete_confirmation.html"
-    delete_selected_confirmation_template = (
-        "admin/versioning/delete_selected_confirmation.html"
+    # Each page looks for admin/<app_label>/<model_name>/<page>.html, then
+    # admin/<app_label>/<page>.html, then versioning's own; a name set here
+    # by a subclass wins, as in Django.
+    change_form_template = PageTemplate("change_form.html")
+    change_list_template = PageTemplate("change_list.html")
+    object_history_template = PageTemplate("object_history.html")
+    delete_confirmation_template = PageTemplate("delete_confirmation.html")
+    delete_selected_confirmation_template = PageTemplate(
+        "delete_selected_confirmation.html"
     )
+    version_template: Any = PageTemplate("version.html")
+    compare_template: Any = PageTemplate("compare.html")
+    restore_confirmation_template: Any = PageTemplate("restore_confirmation.html")
     form = VersionedModelForm
     history_per_page = 50
 
@@ -309,8 +323,11 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: Any, form: Any, change: bool
     ) -> None:
-        # The form's save(commit=False) has put its reason on obj.
-        form._versioning_version_before = obj.version if change else None
+        # The form's save(commit=False) has put its reason on obj. The
+        # version before the save tells response_change() whether one was made.
+        request._versioning_version_before = (  # type: ignore[attr-defined]
+            obj.version if change else None
+        )
         with versioning.changes(user=request.user):
             obj.save()
 
@@ -318,33 +335,66 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         self, request: HttpRequest, form: Any, formsets: Any, change: bool
     ) -> None:
         # The links are saved here, into the version save_model() made (or
-        # into one new version if only links changed): say which, after both.
+        # into one new version if only links changed).
         with versioning.changes(user=request.user):
             super().save_related(request, form, formsets, change)
-        if not change:
-            return
-        obj = form.instance
-        if obj.version != form._versioning_version_before:
-            self.message_user(
-                request, _("Saved as version %(version)s.") % {"version": obj.version}
-            )
-        else:
-            self.message_user(
-                request,
-                _("Nothing changed, so no new version was made."),
-                messages.INFO,
-            )
+
+    def response_add(
+        self, request: HttpRequest, obj: Any, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        # Django's message says it all: a new object is its version 1.
+        return super().response_add(request, obj, post_url_continue)
 
     def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
-        response = super().response_change(request, obj)
-        # "Save and continue editing" goes back to the URL it came from, which
-        # now names the closed version; send it to the new one instead.
-        location = response.get("Location", "")
-        if location.split("?")[0] == request.path and str(obj.pk) not in request.path:
-            response["Location"] = (
-                self._url("change", obj) + location[len(request.path) :]
+        if IS_POPUP_VAR in request.POST:
+            return super().response_change(request, obj)
+        # Django's responses, with one message that says whether the save
+        # made a version; "Save and continue editing" opens the new version,
+        # not the URL it came from, which names the closed one.
+        made = obj.version != getattr(request, "_versioning_version_before", None)
+        change_url = self._url("change", obj)
+        name = self.opts.verbose_name
+        link = format_html('<a href="{}">{}</a>', change_url, obj)
+        if made:
+            message = format_html(
+                _(
+                    "The {name} “{obj}” was changed successfully and saved as "
+                    "version {version}."
+                ),
+                name=name,
+                obj=link,
+                version=obj.version,
             )
-        return response
+        else:
+            message = format_html(
+                _("The {name} “{obj}” was not changed; no new version was made."),
+                name=name,
+                obj=link,
+            )
+        level = messages.SUCCESS if made else messages.INFO
+        if "_continue" in request.POST:
+            follow = _("You may edit it again below.")
+            redirect_url = change_url
+        elif "_addanother" in request.POST:
+            follow = format_html(_("You may add another {name} below."), name=name)
+            redirect_url = self._url("add")
+        else:
+            self.message_user(request, message, level)
+            return self.response_post_save_change(request, obj)
+        self.message_user(request, format_html("{} {}", message, follow), level)
+        preserved_filters = self.get_preserved_filters(request)
+        return HttpResponseRedirect(
+            add_preserved_filters(
+                {
+                    "preserved_filters": preserved_filters,
+                    "preserved_qsl": self._get_preserved_qsl(  # type: ignore[attr-defined]
+                        request, preserved_filters
+                    ),
+                    "opts": self.opts,
+                },
+                redirect_url,
+            )
+        )
 
     def changeform_view(
         self,
@@ -524,14 +574,21 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
             title=_("Version %(version)s of “%(object)s”")
             % {"version": row.version, "object": row},
         )
+        # Only a current version this user may see is named and linked.
+        current = (
+            row
+            if row.is_current
+            else self.get_queryset(request).filter(identity=row.identity).first()
+        )
         context.update(
             fields=[
                 (capfirst(field.verbose_name), display_value(field, row))
                 for field in shown_fields(self.model)
             ],
-            current=row.current_version() if not row.is_current else row,
+            current=current,
+            current_hidden=current is None and self._hides_current(request, row),
         )
-        return TemplateResponse(request, "admin/versioning/version.html", context)
+        return TemplateResponse(request, self.version_template, context)
 
     def compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         row = self._version_or_404(
@@ -572,7 +629,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
                 for field in shown_fields(self.model)
             ],
         )
-        return TemplateResponse(request, "admin/versioning/compare.html", context)
+        return TemplateResponse(request, self.compare_template, context)
 
     def restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         row = self._version_or_404(request, object_id, self.has_change_permission)
@@ -590,6 +647,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         current = row.current_version()
         context.update(
             current=current,
+            latest=self._latest_version(row),
             changes=[
                 (
                     capfirst(
@@ -603,8 +661,15 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
                 for name, (old, new) in (current.diff(row) if current else {}).items()
             ],
         )
-        return TemplateResponse(
-            request, "admin/versioning/restore_confirmation.html", context
+        return TemplateResponse(request, self.restore_confirmation_template, context)
+
+    def _latest_version(self, row: Versioned) -> int:
+        """The newest version number of ``row``'s object, current or deleted."""
+        versions = self.model.all_versions.using(router.db_for_write(self.model))
+        return int(
+            versions.filter(identity=row.identity)
+            .order_by("-version")
+            .values_list("version", flat=True)[0]
         )
 
     def _restore_posted(
@@ -620,20 +685,18 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
                 messages.ERROR,
             )
             return HttpResponseRedirect(self._url("history", row))
-        reason = request.POST.get("reason", "").strip() or _(
-            "Restored version %(version)s"
-        ) % {"version": row.version}
+        reason = request.POST.get("reason", "").strip() or restore_reason(row.version)
         try:
+            shown = request.POST.get("latest")
+            if shown is not None and shown != str(self._latest_version(row)):
+                # The page showed what the restore would change; the object
+                # changed (or was deleted or restored) since it was shown.
+                raise StaleVersionError
             with versioning.changes(user=request.user, reason=reason):
                 restored = row.restore(using=router.db_for_write(self.model))
-        except StaleVersionError:
+        except (ValidationError, VersioningError) as error:
             self.message_user(
-                request,
-                _(
-                    "Someone changed this object meanwhile; nothing was "
-                    "restored. Try again."
-                ),
-                messages.ERROR,
+                request, refused_message(row, refusal_reason(error)), messages.ERROR
             )
             return HttpResponseRedirect(self._url("history", row))
         if restored.pk == row.pk or restored.version == row.version:
@@ -641,7 +704,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
                 request, _("That version is already current."), messages.INFO
             )
         else:
-            self.log_change(request, restored, [{"restored": {"version": row.version}}])
+            self.log_change(request, restored, restored_message(row.version))
             self.message_user(
                 request,
                 _("Restored version %(old)s as version %(new)s.")
