@@ -80,6 +80,25 @@ def assert_index_lookup(queryset, columns):
     return name
 
 
+@pytest.mark.django_db
+def test_a_versioned_table_has_the_indexes_of_its_reads_and_no_others():
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(
+            cursor, Example._meta.db_table
+        )
+    indexes = sorted(
+        tuple(info["columns"])
+        for info in constraints.values()
+        if info["index"] or info["unique"] or info["primary_key"]
+    )
+    assert indexes == [
+        ("id",),
+        ("identity",),
+        ("identity", "version"),
+        ("valid_from", "valid_to"),
+    ]
+
+
 @pytest.fixture
 def edited():
     """An object of three versions, and a moment while its second was current."""
