@@ -11,6 +11,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.db.models import Q
 from django.test import Client
 from django.urls import path, reverse
 from django.utils import formats, timezone
@@ -489,3 +490,41 @@ def test_the_widget_costs_one_query_for_its_choices(
 
 def test_versioned_admins_use_the_widget_too():
     assert issubclass(VersionedAdmin, PinnedForeignKeyMixin)
+
+
+# showing deleted objects (the README's get_versions_queryset example) -------------
+
+
+class EitherNameAdmin(VersionedAdmin):
+    """Two querysets joined with |: not separable from the current-rows condition."""
+
+    def get_queryset(self, request):
+        items = super().get_queryset(request)
+        return items.filter(name__startswith="a") | items.filter(name__startswith="b")
+
+
+class EitherNameShowingDeletedAdmin(EitherNameAdmin):
+    def get_versions_queryset(self, request):
+        return Item.all_versions.filter(
+            Q(name__startswith="a") | Q(name__startswith="b")
+        )
+
+
+either_site = admin.AdminSite(name="either")
+either_site.register(Item, EitherNameAdmin)
+showing_site = admin.AdminSite(name="showing")
+showing_site.register(Item, EitherNameShowingDeletedAdmin)
+urlpatterns += [path("either/", either_site.urls), path("showing/", showing_site.urls)]
+
+
+def test_deleted_objects_are_shown_when_the_versions_queryset_includes_them(
+    admin_client,
+):
+    ItemFactory(name="apple").delete()
+    ItemFactory(name="banana")
+    ItemFactory(name="cherry").delete()
+    query = {"status": "deleted"}
+    left_out = admin_client.get(url("changelist", site="either", **query))
+    assert listed(left_out) == []
+    shown = admin_client.get(url("changelist", site="showing", **query))
+    assert listed(shown) == [("apple", 1)]

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from versioning.admin import VersionedAdmin
+from versioning.admin import PinnedForeignKeyMixin, VersionedAdmin
 
 from . import models
 
@@ -17,7 +17,7 @@ class SimpleAdmin(VersionedAdmin):
     list_display = ("data", "version", "valid_from", "changed_by")
 
 
-class OrderLineInline(admin.TabularInline):
+class OrderLineInline(PinnedForeignKeyMixin, admin.TabularInline):
     model = models.OrderLine
     extra = 0
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from versioning.admin import VersionedAdmin
+from versioning.admin import PinnedForeignKeyMixin, VersionedAdmin
 
 from . import models
 
@@ -16,7 +16,9 @@ class PlainVersionedAdmin(VersionedAdmin):
     pass
 
 
-admin.site.register(models.OrderLine)
+@admin.register(models.OrderLine)
+class OrderLineAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(models.City, models.Club, models.Mascot)
