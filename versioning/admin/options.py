@@ -339,12 +339,6 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         with versioning.changes(user=request.user):
             super().save_related(request, form, formsets, change)
 
-    def response_add(
-        self, request: HttpRequest, obj: Any, post_url_continue: str | None = None
-    ) -> HttpResponse:
-        # Django's message says it all: a new object is its version 1.
-        return super().response_add(request, obj, post_url_continue)
-
     def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
         if IS_POPUP_VAR in request.POST:
             return super().response_change(request, obj)
