@@ -24,4 +24,3 @@ def display_value(field: models.Field[Any, Any], obj: Any) -> Any:
         related = getattr(obj, field.name, None)
         return str(related) if related is not None else value
     return display_for_field(value, field, "-")
-
