@@ -51,7 +51,7 @@ class CurrentIndex(models.Index):
         self.condition = CURRENT_ROWS
 
     def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
-        path, expressions, kwargs = super().deconstruct()
+        _, expressions, kwargs = super().deconstruct()
         del kwargs["condition"]
         return "versioning.CurrentIndex", expressions, kwargs
 
@@ -60,7 +60,7 @@ class AsOfIndex(models.Index):
     """
     The index that reads a whole table as of a moment. A BRIN index on
     PostgreSQL: versions are appended in time order, so a summary of each
-    block range answers as well as a b-tree at a thousandth of its size. A
+    block range answers as well as a b-tree at a three-hundredth of its size. A
     b-tree elsewhere: on SQLite it holds both columns of the query, so rows
     that were not current at the moment are skipped without reading them.
     """
