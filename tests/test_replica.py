@@ -196,8 +196,11 @@ def replica_server(django_db_setup, django_db_blocker):
             "needs PostgreSQL streaming replication: run `make test`, which "
             "starts a throwaway primary this module streams a replica from"
         )
+    bindir = pgserver.find_bindir()
+    if bindir is None:
+        pytest.skip("needs PostgreSQL's server programs here to start a replica")
     primary = connections[PRIMARY].settings_dict
-    server = pgserver.start_replica(pgserver.find_bindir(), primary)
+    server = pgserver.start_replica(bindir, primary)
     replica = connections[REPLICA]
     mirrored = replica.settings_dict
     replica.close()
