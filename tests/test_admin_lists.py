@@ -143,6 +143,43 @@ def test_the_deleted_view_of_the_present_still_offers_restore(admin_client):
     assert 'value="restore_selected"' in html
 
 
+class EditableItemAdmin(VersionedAdmin):
+    list_display = ("name", "price")
+    list_editable = ("price",)
+
+
+editable_site = admin.AdminSite(name="editable")
+editable_site.register(Item, EditableItemAdmin)
+urlpatterns.append(path("editable/", editable_site.urls))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"as_of": at(2).isoformat()}, {"status": "deleted"}],
+    ids=["as of", "deleted"],
+)
+def test_list_editable_is_only_for_the_present(admin_client, query):
+    ItemFactory(name="lamp", price=10)
+    delete_at(1, ItemFactory(name="gone", price=10))
+    present = admin_client.get(url("changelist", site="editable"))
+    assert 'name="form-0-price"' in present.content.decode()
+    page = admin_client.get(url("changelist", site="editable", **query))
+    assert page.status_code == 200
+    assert 'name="form-' not in page.content.decode()
+    row = page.context["cl"].result_list[0]
+    admin_client.post(
+        url("changelist", site="editable", **query),
+        {
+            "_save": "Save",
+            "form-TOTAL_FORMS": "1",
+            "form-INITIAL_FORMS": "1",
+            "form-0-id": str(row.pk),
+            "form-0-price": "99",
+        },
+    )
+    assert not Item.all_versions.filter(price=99).exists()
+
+
 # where rows lead ------------------------------------------------------------------
 
 

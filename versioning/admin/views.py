@@ -74,6 +74,9 @@ class VersionedChangeList(ChangeList):
                 deleted_by,
             ]
         super().__init__(request, model, list_display, *args, **kwargs)
+        if self.as_of is not None or self.showing_deleted:
+            # Rows of the past and deleted objects are read-only: no inputs.
+            self.list_editable = ()
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
