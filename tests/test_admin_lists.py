@@ -306,7 +306,7 @@ def test_a_stale_form_posted_to_the_identity_is_a_conflict(admin_client, lamp):
     assert Item.all_versions.count() == 2
 
 
-@pytest.mark.parametrize("view", ["history", "version", "delete"])
+@pytest.mark.parametrize("view", ["history", "version", "delete", "restore"])
 def test_object_pages_accept_the_identity(admin_client, lamp, view):
     response = admin_client.get(url(view, lamp.identity))
     assert response.status_code == 200
