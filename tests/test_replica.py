@@ -326,6 +326,23 @@ def test_admin_history_pages_read_the_replica(recipe, admin_client):
 
 
 @replica_test
+def test_the_admin_restores_a_version_the_replica_has_not_replayed(
+    recipe, admin_client
+):
+    item = Item.objects.create(name="lamp", description="brass")
+    with replay_paused():
+        saved(item, description="copper")
+        saved(item, description="steel")
+        second = Item.all_versions.using(PRIMARY).get(identity=item.identity, version=2)
+        admin_client.post(
+            reverse("admin:testapp_item_restore", args=[second.pk]),
+            {"version": "2", "latest": "3"},
+        )
+        assert versions_on(PRIMARY, item) == [1, 2, 3, 4]
+        assert Item.objects.get(identity=item.identity).description == "copper"
+
+
+@replica_test
 def test_a_stale_save_is_refused_though_the_replica_says_current(reads_on_replica):
     loaded = Item.objects.create(name="lamp")
     with replay_paused():

@@ -136,6 +136,10 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         pk = _parsed(self.model._meta.pk, key)
         identity = _parsed(self.model._meta.get_field("identity"), key)
         rows = self.get_versions_queryset(request).select_related("changed_by")
+        if request.method == "POST":
+            # A post writes: the version it acts on is read where writes go,
+            # not from a replica that may not have it yet.
+            rows = rows.using(router.db_for_write(self.model))
         if pk is None and identity is None:
             return None
         if identity is None:
