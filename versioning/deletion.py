@@ -18,6 +18,13 @@ rows: they are closed, never erased.
   only its current row: its history keeps what it saw. Pinned keys name
   history and many-to-many links stay with the closed version: neither is a
   referrer here.
+
+purge() really deletes, through Django's own Collector, with PurgeCollector
+in its place: the row a key named is gone, so no version can keep the key.
+A key whose on_delete gives it another target (SET_DEFAULT, SET()) is set in
+place on a current row; a historical row naming a purged row refuses the
+purge, before anything is written: history is never rewritten. A key set to
+None is cleared on every version, as SET_NULL does.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from django.db.models import Q, sql
 from django.db.models.deletion import (
     CASCADE,
     DO_NOTHING,
+    SET_DEFAULT,
     SET_NULL,
     Collector,
     ProtectedError,
@@ -43,12 +51,12 @@ from django.db.models.deletion import (
 from django.utils import timezone
 
 from . import writes
-from .exceptions import StaleVersionError
+from .exceptions import HistoricalVersionError, StaleVersionError
 from .fixup import referring_fields
 from .statements import batch_size, chunked, close_rows, plain_rows
 from .tracking import is_versioned
 
-__all__ = ["VersionedCollector"]
+__all__ = ["PurgeCollector", "VersionedCollector"]
 
 
 def set_database_default(
@@ -334,3 +342,76 @@ def pks_of(batches: list[Any]) -> list[Any]:
     pks = list(reduce(or_, lazy).values_list("pk", flat=True)) if lazy else []
     pks.extend(obj.pk for objs in batches if not is_lazy(objs) for obj in objs)
     return pks
+
+
+class PurgeCollector(Collector):
+    """
+    Django's Collector for purge(), which really deletes rows: a versioned
+    referrer's key that its on_delete gives another target is set in place on
+    current rows, and a historical row it would rewrite refuses the purge.
+    """
+
+    def __init__(self, using: str, origin: Any = None) -> None:
+        super().__init__(using, origin=origin)
+        #: Versioned referrers' keys given a target: {(key, value): [rows]}.
+        self.retargeted: defaultdict[tuple[Any, Any], list[Any]] = defaultdict(list)
+
+    def add_field_update(self, field: Any, value: Any, objs: Any) -> None:
+        if value is None or not is_versioned(field.model):
+            # Cleared on every version, as SET_NULL is; plain rows as Django.
+            super().add_field_update(field, value, objs)
+        else:
+            self.retargeted[field, value].append(objs)
+
+    def collect(  # type: ignore[override]  # Django's arguments, by keyword
+        self, objs: Any, fail_on_restricted: bool = True, **kwargs: Any
+    ) -> None:
+        super().collect(objs, fail_on_restricted=fail_on_restricted, **kwargs)
+        # As Django's RESTRICT: decided once all is collected, at the top.
+        if fail_on_restricted:
+            self.retarget_current_rows()
+
+    def retarget_current_rows(self) -> None:
+        """Hand Django the current rows to set, or refuse if history names them."""
+        retargeted, self.retargeted = self.retargeted, defaultdict(list)
+        for (field, value), batches in retargeted.items():
+            for objs in batches:
+                rows = self.remaining(field.model, objs)
+                historical = rows.filter(valid_to__isnull=False).count()
+                if historical:
+                    raise HistoricalVersionError(
+                        f"Cannot purge: {historical} historical version(s) of "
+                        f"{field.model._meta.label} point at these versions through "
+                        f"{field.model.__name__}.{field.name}, whose "
+                        f"on_delete={on_delete_name(field)} would rewrite them, "
+                        "and history is never rewritten. Make that key "
+                        "on_delete=PROTECT or SET_NULL."
+                    )
+                # A row closed since this check is left alone: its key to a
+                # purged row then fails the delete, and nothing is written.
+                current = rows.filter(valid_to__isnull=True)
+                super().add_field_update(field, value, current)
+
+    def remaining(self, model: Any, objs: Any) -> models.QuerySet:
+        """The rows ``objs`` names that this purge does not delete as well."""
+        if isinstance(objs, models.QuerySet):
+            named = Q(pk__in=objs.values("pk"))
+        else:
+            named = Q(pk__in=[obj.pk for obj in objs])
+        rows = plain_rows(model, self.using).filter(named)
+        deleted = [obj.pk for obj in self.data.get(model, ())]
+        if deleted:
+            rows = rows.exclude(pk__in=deleted)
+        for fast in self.fast_deletes:
+            if fast.model is model:
+                rows = rows.exclude(pk__in=fast.values("pk"))
+        return rows
+
+
+def on_delete_name(field: Any) -> str:
+    on_delete = field.remote_field.on_delete
+    if on_delete is SET_DEFAULT:
+        return "SET_DEFAULT"
+    if getattr(on_delete, "__name__", "") == "set_on_delete":
+        return "SET(...)"
+    return getattr(on_delete, "__name__", repr(on_delete))

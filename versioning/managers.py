@@ -19,7 +19,7 @@ from django.db.models.query import ModelIterable
 from django.db.models.sql.where import AND
 from django.utils import timezone
 
-from . import context, statements, writes
+from . import context, deletion, statements, writes
 from .exceptions import HistoricalVersionError, VersioningError
 from .joins import (
     ALL,
@@ -285,7 +285,10 @@ class VersionedQuerySetMixin(_QuerySetBase):
         matched = self.order_by().values_list("identity", flat=True)
         identities = list(matched.distinct())
         rows = statements.plain_rows(self.model, self.db)
-        return rows.filter(identity__in=identities).delete()
+        purged = rows.filter(identity__in=identities)
+        collector = deletion.PurgeCollector(self.db, origin=purged)
+        collector.collect(purged)
+        return collector.delete()
 
 
 class AsOfModelIterable(ModelIterable):

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import models
 from django.db.models import Count, ProtectedError, RestrictedError
-from django.db.models.deletion import Collector
 
+from versioning.deletion import PurgeCollector
 from versioning.exceptions import VersioningError
 from versioning.management import arguments
 from versioning.management.base import VersionedModelCommand
@@ -68,6 +68,8 @@ class Command(VersionedModelCommand):
             raise CommandError(blocked(error.protected_objects)) from None
         except RestrictedError as error:
             raise CommandError(blocked(error.restricted_objects)) from None
+        except VersioningError as error:
+            raise CommandError(f"{error} Nothing was deleted.") from None
         self.say(
             f"{'Would purge' if dry_run else 'Will purge'} {total} row(s): "
             f"{rows_text(per_model)}."
@@ -94,10 +96,11 @@ class Command(VersionedModelCommand):
 
 def planned_deletion(rows: models.QuerySet[Any]) -> tuple[int, dict[str, int]]:
     """
-    What ``rows.delete()`` would return, without deleting: Django's own
-    collector gathers the same rows, referrers' on_delete included.
+    What ``rows.purge()`` would return, without deleting: the collector it
+    uses gathers the same rows, referrers' on_delete included, and refuses
+    what it refuses.
     """
-    collector = Collector(using=rows.db, origin=rows)
+    collector = PurgeCollector(rows.db, origin=rows)
     collector.collect(rows)
     counts: Counter[str] = Counter()
     for fast in collector.fast_deletes:
