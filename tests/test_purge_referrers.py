@@ -132,6 +132,24 @@ def test_a_current_referrer_follows_its_on_delete_in_place(
     assert after[1] == (*before[1][:3], free_agents.pk, *before[1][4:])
 
 
+def test_a_set_value_key_is_set_in_place_or_refused_too(
+    rovers, free_agents, monkeypatch
+):
+    # SET(value) reaches the referrers by Django's other path, a lazy update().
+    key = Fan._meta.get_field("club")
+    monkeypatch.setattr(key.remote_field, "on_delete", models.SET(free_agents.pk))
+    wanderers = Club.objects.create(name="wanderers")
+    left_the_club(Fan, wanderers)
+    before = rows(Fan)
+    with pytest.raises(HistoricalVersionError, match=r"on_delete=SET\(\.\.\.\)"):
+        wanderers.purge()
+    assert rows(Fan) == before
+    fan = joined_the_club(Fan, rovers)
+    rovers.purge()
+    current = Fan.objects.get(identity=fan.identity)
+    assert (current.pk, current.version, current.club_id) == (fan.pk, 2, free_agents.pk)
+
+
 def test_setting_a_current_referrer_is_one_check_and_one_update(rovers):
     joined_the_club(Fan, rovers)
     with CaptureQueriesContext(connection) as captured:
