@@ -108,7 +108,9 @@ def test_save_path_fails_cleanly_at_every_statement():
     original_pk = item.pk
     total = count_statements(edit)  # rolled back afterwards; reload
     item = Item.objects.prefetch_related("orders").get(pk=original_pk)
-    assert total == 7  # close, insert, 2 referrer updates, 3 link copies
+    # close, insert, 2 referrer updates, 3 link copies; on PostgreSQL the
+    # insert closes the row it replaces, in one statement.
+    assert total == (6 if connection.vendor == "postgresql" else 7)
     for k in range(total):
         before_db, before_obj = database_state(), object_state(item)
         held_order = item.orders.all()[0]

@@ -472,6 +472,14 @@ ADD_DATA_STATEMENTS = {
     "suppliers": 10,
     "shelves": 2,
 }
+#: On PostgreSQL the new version's insert closes the row it replaces.
+CLOSED_BY_THE_INSERT = {"tags", "glasses", "suppliers"}
+
+
+def add_data_statements(kind):
+    if connection.vendor == "postgresql" and kind.id in CLOSED_BY_THE_INSERT:
+        return ADD_DATA_STATEMENTS[kind.id] - 1
+    return ADD_DATA_STATEMENTS[kind.id]
 
 
 def test_query_count_of_a_no_op_add_is_pinned(kind, django_assert_num_queries):
@@ -487,7 +495,7 @@ def test_data_statements_of_a_link_change_are_pinned(kind):
     (a,) = kind.targets("a")
     with CaptureQueriesContext(connection) as captured:
         forward(kind, owner).add(a, **kind.options)
-    assert len(data_statements(captured)) == ADD_DATA_STATEMENTS[kind.id], "\n".join(
+    assert len(data_statements(captured)) == add_data_statements(kind), "\n".join(
         data_statements(captured)
     )
 
@@ -499,7 +507,7 @@ def test_data_statements_of_a_set_do_not_grow_with_the_links(kind):
         forward(kind, owner).set(targets, **kind.options)
     # One version whatever the number of links: set() is one call; Django's
     # set() reads the existing links first, then adds.
-    assert len(data_statements(captured)) == ADD_DATA_STATEMENTS[kind.id] + 1
+    assert len(data_statements(captured)) == add_data_statements(kind) + 1
     if kind.declaring_versioned:
         assert owner.version == 2
 

@@ -91,9 +91,10 @@ def test_statements_of_a_restore_with_a_key():
         old.restore()
     # lock the object's rows, close the current one, find the page's current
     # version, insert, check that the page it names is still current (it
-    # follows a concurrent save of the page); nothing to re-point or copy
+    # follows a concurrent save of the page); nothing to re-point or copy.
+    # PostgreSQL closes the current one in the insert.
     statements = data_statements(captured)
-    assert len(statements) == 5, statements
+    assert len(statements) == (4 if connection.vendor == "postgresql" else 5)
 
 
 def test_restoring_a_version_linked_to_an_object_deleted_since_writes_nothing():

@@ -464,12 +464,15 @@ def test_versioned_referrers_follow_only_their_current_rows():
 # Statement counts ----------------------------------------------------------------
 
 
-def test_a_changed_save_without_referrers_is_two_data_statements(
+def test_a_changed_save_without_referrers_is_one_statement_on_postgresql(
     django_assert_num_queries,
 ):
     article = ArticleFactory()
     article.title = "changed"
-    with django_assert_num_queries(4):  # savepoint, close, insert, release
+    # Inside the caller's transaction: a savepoint around the close and the
+    # insert, which PostgreSQL sends as one statement.
+    expected = 3 if connection.vendor == "postgresql" else 4
+    with django_assert_num_queries(expected):
         article.save()
 
 
@@ -703,7 +706,8 @@ def test_inside_an_open_transaction_the_new_version_is_used_freely(
         # links; then Django's add(): select existing links, insert.
         with CaptureQueriesContext(connection) as captured:
             item.tags.add(tag)
-        assert len(data_statements(captured)) == 10
+        closed_apart = connection.vendor != "postgresql"
+        assert len(data_statements(captured)) == 9 + closed_apart
         Order.objects.create(item=item)
         item.refresh_from_db()
     assert Order.objects.get().item_id == item.pk

@@ -16,7 +16,7 @@ from django.db.models.functions import Cast, Greatest
 
 from . import fixup
 from .context import who_and_why
-from .exceptions import HistoricalVersionError
+from .exceptions import HistoricalVersionError, VersioningError
 from .tracking import (
     bookkeeping_attnames,
     forget_moment,
@@ -44,32 +44,12 @@ def close_version(
     Close ``row`` if it is still current. Returns None when it was not (the
     write is stale), else the values its keys to versioned models hold now:
     the related-field fixup may have re-pointed them in place since ``row``
-    was loaded. The row is matched by pk, identity, version and valid_from,
-    so that a key left over from a rolled-back transaction, reused for
-    another row, is never closed. The hot path of every save, so the
-    statement is built once per model.
+    was loaded.
     """
     connection = connections[using]
-    meta = model._meta
-    matched_fields = [meta.pk, *(meta.get_field(name) for name in ROW_MATCH)]
     keys = fixup.followed_keys(model)
     returning = bool(keys) and connection.features.can_return_columns_from_insert
-    sql = _close_version_sql.get((meta.label, connection.vendor))
-    if sql is None:
-        quote = connection.ops.quote_name
-        valid_to = quote(meta.get_field("valid_to").column)
-        matched = " AND ".join(f"{quote(f.column)} = %s" for f in matched_fields)
-        sql = (
-            f"UPDATE {quote(meta.db_table)} SET {valid_to} = %s "
-            f"WHERE {matched} AND {valid_to} IS NULL"
-        )
-        if returning:
-            sql += " RETURNING " + ", ".join(quote(f.column) for f in keys)
-        _close_version_sql[(meta.label, connection.vendor)] = sql
-    params = [meta.get_field("valid_to").get_db_prep_save(now, connection)] + [
-        field.get_db_prep_save(getattr(row, field.attname), connection)
-        for field in matched_fields
-    ]
+    sql, params = closing_statement(model, connection, now, row, returning=returning)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if returning:
@@ -90,7 +70,120 @@ def close_version(
     )
 
 
-_close_version_sql: dict[tuple[str, str], str] = {}
+def closing_statement(
+    model: Any,
+    connection: Any,
+    now: datetime.datetime,
+    row: Any,
+    *,
+    returning: bool,
+) -> tuple[str, list[Any]]:
+    """
+    The UPDATE that closes ``row`` if it is still current, returning its
+    keys to versioned models when asked. The row is matched by pk, identity,
+    version and valid_from, so that a key left over from a rolled-back
+    transaction, reused for another row, is never closed. The hot path of
+    every save, so the statement is built once per model.
+    """
+    meta = model._meta
+    matched_fields = [meta.pk, *(meta.get_field(name) for name in ROW_MATCH)]
+    cache_key = (meta.label, connection.vendor, returning)
+    sql = _closing_sql.get(cache_key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        valid_to = quote(meta.get_field("valid_to").column)
+        matched = " AND ".join(f"{quote(f.column)} = %s" for f in matched_fields)
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {valid_to} = %s "
+            f"WHERE {matched} AND {valid_to} IS NULL"
+        )
+        if returning:
+            keys = fixup.followed_keys(model)
+            sql += " RETURNING " + ", ".join(quote(f.column) for f in keys)
+        _closing_sql[cache_key] = sql
+    params = [meta.get_field("valid_to").get_db_prep_save(now, connection)] + [
+        field.get_db_prep_save(getattr(row, field.attname), connection)
+        for field in matched_fields
+    ]
+    return sql, params
+
+
+_closing_sql: dict[tuple[str, str, bool], str] = {}
+
+
+class RowNotCurrent(Exception):  # noqa: N818 (a condition, not a fault)
+    """The row a write was to close is no longer current: nothing was written."""
+
+
+def closes_while_inserting(connection: Any) -> bool:
+    """
+    Whether the INSERT of a new version can close the row it replaces in the
+    same statement: PostgreSQL's data-modifying WITH, with RETURNING.
+    """
+    return connection.vendor == "postgresql"
+
+
+class ClosingInsert:
+    """
+    An execute wrapper that makes Django's INSERT of a new version close the
+    row it replaces in the same statement (PostgreSQL):
+
+        WITH closed AS (UPDATE ... SET valid_to = ... WHERE <the loaded row>
+                        AND valid_to IS NULL RETURNING 1)
+        INSERT INTO ... (<columns>) SELECT <Django's values> FROM closed
+        RETURNING ...
+
+    Django still builds the INSERT (field pre_save(), parameter preparation,
+    db_default and returned columns as for any save); only its VALUES row
+    becomes a SELECT from the closed row, so nothing is inserted unless the
+    loaded row was still current: then RowNotCurrent is raised, and the
+    statement has changed nothing.
+    """
+
+    def __init__(
+        self, model: Any, connection: Any, now: datetime.datetime, row: Any
+    ) -> None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        self.close_sql, self.close_params = closing_statement(
+            model, connection, now, row, returning=False
+        )
+        self.head = f"{connection.ops.insert_statement()} {quote(meta.db_table)} ("
+        identity = meta.get_field("identity")
+        self.identity = identity.get_db_prep_save(row.identity, connection)
+        self.done = False
+
+    def __call__(
+        self, execute: Any, sql: str, params: Any, many: bool, context: dict
+    ) -> Any:
+        # Only the new version's INSERT, not one a receiver sent meanwhile.
+        if self.done or many or not sql.startswith(self.head):
+            return execute(sql, params, many, context)
+        if self.identity not in params:
+            return execute(sql, params, many, context)
+        self.done = True
+        params = (*self.close_params, *params)
+        result = execute(self.closing(sql), params, many, context)
+        if context["cursor"].rowcount != 1:
+            raise RowNotCurrent
+        return result
+
+    def closing(self, insert: str) -> str:
+        """``insert`` with its VALUES row selected from the closed row."""
+        columns, values_found, rest = insert[len(self.head) :].partition(") VALUES (")
+        values, end_found, returning = rest.rpartition(")")
+        if not (values_found and end_found) or not (
+            returning == "" or returning.startswith(" RETURNING ")
+        ):
+            # Never insert without closing: that would fork the history.
+            raise VersioningError(
+                f"Cannot close the replaced row in the insert of a new version: "
+                f"this Django builds it as {insert!r}. Please report it."
+            )
+        return (
+            f"WITH closed AS ({self.close_sql} RETURNING 1) "
+            f"{self.head}{columns}) SELECT {values} FROM closed{returning}"
+        )
 
 
 #: With the pk, what names one stored row exactly: a key may be reused

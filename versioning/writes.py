@@ -28,14 +28,16 @@ from django.db import (
     transaction,
 )
 from django.db.models import Q
+from django.db.models.signals import post_save
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from . import context, deletion, fixup, schema, transactions
+from . import context, deletion, fixup, schema, statements, transactions
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
-from .links import declared_links, link_changes
+from .links import declared_links, link_changes, remember_raw_save
 from .signals import version_created
 from .statements import (
+    RowNotCurrent,
     adopt_new_versions,
     batch_size,
     chunked,
@@ -102,26 +104,99 @@ def save_version(instance: Any, using: str, *, links_changed: bool = False) -> N
     old_pk = instance.pk
     now = version_time(instance.valid_from)
     previous = closed_copy(instance, using, now)
-    with restored_on_error([instance]), stale_on_conflict(model, instance):
-        with transaction.atomic(using=using):
-            stored_keys = close_version(model, using, now, instance)
-            if stored_keys is None:
-                raise StaleVersionError(stale_message(instance))
-            follow_stored_keys(instance, stored_keys)
-            resolve_expressions(instance, using)
-            insert_version(
-                instance,
-                using,
-                now,
-                version=instance.version + 1,
-                pending=PendingVersion(old_pk, old_pk),
-                previous=previous,
-            )
+    connection = connections[using]
+    # Values assigned as expressions are computed from the row being
+    # replaced before the new one is written. (Keys the fixup re-pointed in
+    # place since the instance was loaded are read back by the close when it
+    # is a statement of its own; else the check of written keys, after the
+    # insert, follows them to the current version the same way.)
+    one_statement = statements.closes_while_inserting(connection) and not any(
+        map(is_expression, instance.__dict__.values())
+    )
+    closing = (
+        statements.ClosingInsert(model, connection, now, instance)
+        if one_statement
+        else None
+    )
+    transaction_of_its_own = own_transaction(model, using, one_statement)
+    with refused_when_stale(instance), restored_on_error([instance]):
+        with stale_on_conflict(model, instance), transaction_of_its_own:
+            if closing is None:
+                stored_keys = close_version(model, using, now, instance)
+                if stored_keys is None:
+                    raise RowNotCurrent
+                follow_stored_keys(instance, stored_keys)
+                resolve_expressions(instance, using)
+            with (
+                connection.execute_wrapper(closing)
+                if closing is not None
+                else contextlib.nullcontext()
+            ):
+                insert_version(
+                    instance,
+                    using,
+                    now,
+                    version=instance.version + 1,
+                    pending=PendingVersion(old_pk, old_pk),
+                    previous=previous,
+                )
     remember_loaded_values(instance)
     forget_moment(instance)  # the new version is current, whenever it was read
     confirmation = transactions.commit_confirmation(using)
     transactions.remember_written_row(instance, confirmation)
     fixup.follow_in_memory(instance, old_pk, confirmation)
+
+
+def own_transaction(
+    model: type[models.Model], using: str, one_statement: bool
+) -> contextlib.AbstractContextManager[Any]:
+    """
+    The transaction a save needs of its own. A save that is one statement
+    (PostgreSQL) and writes nothing but the new version, with nobody to hear
+    of it before it is done, needs none in autocommit. Anything more (two
+    statements, referrers, links, the keys' check, receivers that may fail
+    after the insert) runs in a transaction, so that a failure undoes it all.
+    Inside the caller's transaction either way is a savepoint: a stale save
+    in a REPEATABLE READ or SERIALIZABLE transaction meets a serialization
+    failure, which would otherwise abort the caller's whole transaction.
+    """
+    if one_statement and writes_only_the_new_version(model):
+        return savepoint(using)
+    return transaction.atomic(using=using)
+
+
+def writes_only_the_new_version(model: type[models.Model]) -> bool:
+    return (
+        not model._meta.parents
+        and not fixup.followed_keys(model)
+        and not fixup.referring_fields(model)
+        and not fixup.link_tables(model)
+        and not heard_before_done(model)
+    )
+
+
+def heard_before_done(model: type[models.Model]) -> bool:
+    """
+    Whether receivers run after the insert, inside the save, where their
+    failure must undo the version: version_created, and post_save receivers
+    other than versioning's own, which acts on raw saves only.
+    """
+    if version_created.has_listeners(model):
+        return True
+    try:
+        sync, asynchronous = post_save._live_receivers(model)
+    except (AttributeError, TypeError, ValueError):  # another Django's internals
+        return post_save.has_listeners(model)
+    return any(receiver is not remember_raw_save for receiver in (*sync, *asynchronous))
+
+
+@contextmanager
+def refused_when_stale(instance: Any) -> Iterator[None]:
+    """The row the write was to close was no longer current: say so."""
+    try:
+        yield
+    except RowNotCurrent:
+        raise StaleVersionError(stale_message(instance)) from None
 
 
 def restore_version(instance: Any, using: str) -> Any:
@@ -130,9 +205,22 @@ def restore_version(instance: Any, using: str) -> Any:
     model = type(instance)
     load_deferred_fields(instance, using)
     latest = None
+    one_statement = statements.closes_while_inserting(
+        connections[using]
+    ) and writes_only_the_new_version(model)
     try:
-        with stale_on_conflict(model, instance), transaction.atomic(using=using):
-            rows = identity_rows(instance, using).select_for_update()
+        with (
+            stale_on_conflict(model, instance),
+            own_transaction(model, using, one_statement),
+        ):
+            rows = identity_rows(instance, using)
+            # Locked in a transaction, so that a version newer than its
+            # snapshot shows (a serialization failure). In autocommit the
+            # read sees the latest committed row, and the insert that closes
+            # it (or, after a delete, the (identity, version) constraint)
+            # refuses the restore if it changed meanwhile.
+            if connections[using].in_atomic_block:
+                rows = rows.select_for_update()
             latest = rows.latest("version")
             if latest.valid_to is None and not versions_differ(instance, latest):
                 return latest
@@ -154,8 +242,13 @@ def restore_after(latest: Any, instance: Any, using: str) -> Any:
     """Insert ``instance``'s data as the version after ``latest``."""
     model = type(instance)
     now = version_time(latest.valid_from, latest.valid_to)
+    connection = connections[using]
+    closing = None
     if latest.valid_to is None:
-        if close_version(model, using, now, latest) is None:
+        if statements.closes_while_inserting(connection):
+            # Closed by the insert itself, once the checks below have passed.
+            closing = statements.ClosingInsert(model, connection, now, latest)
+        elif close_version(model, using, now, latest) is None:
             raise StaleVersionError(stale_message(latest))
         latest.valid_to = now
     restored = model.from_db(
@@ -170,14 +263,22 @@ def restore_after(latest: Any, instance: Any, using: str) -> Any:
     # A scoped unique value another object took meanwhile is a ValidationError
     # naming the field, as a form reports it, and nothing is written.
     restored.validate_constraints(exclude={"identity", "version"})
-    insert_version(
-        restored,
-        using,
-        now,
-        version=latest.version + 1,
-        pending=PendingVersion(latest.pk, instance.pk),
-        previous=latest,
-    )
+    with (
+        refused_when_stale(latest),
+        (
+            connection.execute_wrapper(closing)
+            if closing is not None
+            else contextlib.nullcontext()
+        ),
+    ):
+        insert_version(
+            restored,
+            using,
+            now,
+            version=latest.version + 1,
+            pending=PendingVersion(latest.pk, instance.pk),
+            previous=latest,
+        )
     return restored
 
 
