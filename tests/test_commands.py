@@ -214,7 +214,11 @@ def test_restore_dry_run_and_deleted_objects(lamp):
 
 @pytest.mark.parametrize(
     "version, message",
-    [("9", "has versions 1 to 3"), ("0", "1 or more"), ("x", "1 or more")],
+    [
+        ("9", "has no version 9; its newest is 3."),
+        ("0", "1 or more"),
+        ("x", "1 or more"),
+    ],
 )
 def test_restore_bad_version(lamp, version, message):
     with pytest.raises(CommandError, match=message):

@@ -7,11 +7,11 @@ for the admin's history page and the ``history`` command.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils.translation import gettext_lazy as _
 
 from .links import prefetch_links
@@ -103,10 +103,19 @@ def history_with_changes(
         stored = stored.annotate(
             versioning_shown=Exists(rows.filter(pk=OuterRef("pk")))
         )
+    # A closed version's next one may be pruned rather than never made: the
+    # object's newest stored version, read with the neighbours, tells them apart.
+    newest_of = {identity for identity, _ in after}
     neighbours = {
         _key(row): row
-        for row in _read_versions(stored, (before - given.keys()) | after)
+        for row in _read_versions(
+            stored, (before - given.keys()) | after, newest_of=newest_of
+        )
     }
+    newest = {identity: 0 for identity in newest_of}
+    for identity, number in [*given, *neighbours]:
+        if identity in newest:
+            newest[identity] = max(newest[identity], number)
     read_before = {
         pair: row
         for pair, row in neighbours.items()
@@ -128,7 +137,8 @@ def history_with_changes(
                 created=version.version == 1,
                 deleted=version.valid_to is not None
                 and after_it not in given
-                and after_it not in neighbours,
+                and after_it not in neighbours
+                and newest[version.identity] == version.version,
                 previous_pruned=lost and before_it not in neighbours,
                 previous_hidden=lost and before_it in neighbours,
             )
@@ -140,10 +150,26 @@ def _key(version: Versioned) -> VersionKey:
     return (version.identity, version.version)
 
 
-def _read_versions(rows: QuerySet[Any], pairs: Iterable[VersionKey]) -> list[Any]:
-    """The rows with these (identity, version) pairs, a few hundred per query."""
+def _read_versions(
+    rows: QuerySet[Any],
+    pairs: Iterable[VersionKey],
+    newest_of: Collection[Any] = (),
+) -> list[Any]:
+    """
+    The rows with these (identity, version) pairs, a few hundred per query,
+    and the newest stored version of each object in ``newest_of``.
+    """
     pairs = sorted(pairs, key=lambda pair: (str(pair[0]), pair[1]))
     found: list[Any] = []
+    newest_rows = Q()
+    if newest_of:
+        newest_number = (
+            rows.model.all_versions.using(rows.db)
+            .filter(identity=OuterRef("identity"))
+            .order_by("-version")
+            .values("version")[:1]
+        )
+        newest_rows = Q(identity__in=newest_of, version=Subquery(newest_number))
     for start in range(0, len(pairs), PAIRS_PER_QUERY):
         numbers: dict[Any, list[int]] = {}
         for identity, number in pairs[start : start + PAIRS_PER_QUERY]:
@@ -155,5 +181,7 @@ def _read_versions(rows: QuerySet[Any], pairs: Iterable[VersionKey]) -> list[Any
             ),
             _connector=Q.OR,
         )
+        if start == 0:
+            matching |= newest_rows
         found.extend(rows.filter(matching))
     return found

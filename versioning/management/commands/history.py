@@ -138,13 +138,16 @@ class Command(VersionedModelCommand):
         writer = csv.writer(self.stdout, lineterminator="\n")
         fixed = ["version", "pk", "identity", "valid_from", "valid_to", "deleted"]
         fixed += ["changed_by"]
-        writer.writerow([*fixed, "change_reason", "changes", *data_names])
+        writer.writerow(
+            [*fixed, "change_reason", "previous_pruned", "changes", *data_names]
+        )
         encoder = ExactJSONEncoder()
         for record in records:
             writer.writerow(
                 [
                     *(csv_value(record[name]) for name in fixed),
                     record["change_reason"],
+                    csv_value(record["previous_pruned"]),
                     encoder.encode(record["changes"]),
                     *(csv_value(record["data"][name]) for name in data_names),
                 ]

@@ -44,12 +44,28 @@ class Command(VersionedModelCommand):
         versions = model.all_versions.using(using).filter(identity=identity)
         chosen = versions.filter(version=number).first()
         if chosen is None:
-            latest = versions.order_by("-version").values_list("version", flat=True)[0]
+            stored = list(
+                versions.order_by("version").values_list("version", flat=True)
+            )
+            name = f"{model._meta.label} {identity}"
+            if number > stored[-1]:
+                raise CommandError(
+                    f"{name} has no version {number}; its newest is {stored[-1]}."
+                )
+            # Versions are numbered without gaps: a missing one was pruned.
+            listed = (
+                f"Its stored versions: {', '.join(map(str, stored))}."
+                if len(stored) <= 10
+                else f"Its {len(stored)} stored versions run from {stored[0]} "
+                f"to {stored[-1]}; the history command lists them."
+            )
             raise CommandError(
-                f"{model._meta.label} {identity} has versions 1 to {latest}; "
-                f"there is no version {number}."
+                f"{name} has no version {number} any more: prune removed it. {listed}"
             )
         current = versions.filter(valid_to__isnull=True).first()
+        if current is not None and current.pk == chosen.pk:
+            self.say(f"Version {number} is the current version; nothing to do.")
+            return
         if current is not None and not chosen.diff(current):
             self.say(
                 f"Version {number} already matches the current version "
