@@ -16,11 +16,13 @@ def shown_fields(model: Any) -> list[Any]:
     return [*data_fields(model), *links.declared_links(model)]
 
 
-def display_value(field: models.Field[Any, Any], obj: Any) -> Any:
+def display_value(field: models.Field[Any, Any], obj: Any, empty: str = "-") -> Any:
+    """``field`` of ``obj`` as a page shows it; no value and no links read ``empty``."""
     if field.many_to_many:
-        return str(links.links_of(obj, field))
+        linked = links.links_of(obj, field)
+        return str(linked) if linked.objects else empty
     value = field.value_from_object(obj)
     if field.is_relation and value is not None:
         related = getattr(obj, field.name, None)
         return str(related) if related is not None else value
-    return display_for_field(value, field, "-")
+    return display_for_field(value, field, empty)

@@ -229,6 +229,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         context = {
             "as_of": parse_as_of(request.GET.get(AS_OF_PARAMETER)),
             "showing_deleted": request.GET.get(STATUS_PARAMETER) == "deleted",
+            "can_restore_selected": "restore_selected" in self.get_actions(request),
             **(extra_context or {}),
         }
         return super().changelist_view(request, context)
@@ -292,7 +293,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         )
 
     def _redirect_from_historical(
-        self, request: HttpRequest, row: Versioned
+        self, request: HttpRequest, row: Versioned, view: str = "change"
     ) -> HttpResponseRedirect:
         current = self.get_queryset(request).filter(identity=row.identity).first()
         if current is None and self._hides_current(request, row):
@@ -318,7 +319,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         )
         return HttpResponseRedirect(
             reverse(
-                self._urlname("change"),
+                self._urlname(view),
                 args=(quote(current.identity),),
                 current_app=self.admin_site.name,
             )
@@ -503,6 +504,22 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         }
         return listed, counts, needed, protected
 
+    def delete_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # An old pk (or a deleted object's identity, or a second "Yes" from
+        # another tab) names a closed version: ask again about the current
+        # one, or say the object is deleted, never delete a closed version.
+        row = self._get_version(request, object_id)
+        if row is None:
+            return self._redirect_from_missing(request, object_id)
+        if not row.is_current:
+            return self._redirect_from_historical(request, row, "delete")
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with versioning.changes(user=request.user):
             obj.delete()
@@ -523,11 +540,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
     ) -> HttpResponse:
         row = self._get_version(request, object_id)
         if row is None:
-            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
-                request,
-                self.opts,
-                object_id,
-            )
+            return self._redirect_from_missing(request, object_id)
         if not self.has_view_or_change_permission(request, row):
             raise PermissionDenied
         shown = self.get_versions_queryset(request).filter(identity=row.identity)
@@ -578,9 +591,10 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
             if row.is_current
             else self.get_queryset(request).filter(identity=row.identity).first()
         )
+        empty = self.get_empty_value_display()
         context.update(
             fields=[
-                (capfirst(field.verbose_name), display_value(field, row))
+                (capfirst(field.verbose_name), display_value(field, row, empty))
                 for field in shown_fields(self.model)
             ],
             current=current,
@@ -614,14 +628,15 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
             title=_("Versions %(a)s and %(b)s of “%(object)s”")
             % {"a": older.version, "b": newer.version, "object": newer},
         )
+        empty = self.get_empty_value_display()
         context.update(
             older=older,
             newer=newer,
             rows=[
                 (
                     capfirst(field.verbose_name),
-                    display_value(field, older),
-                    display_value(field, newer),
+                    display_value(field, older, empty),
+                    display_value(field, newer, empty),
                     field.name in changed,
                 )
                 for field in shown_fields(self.model)
@@ -643,20 +658,20 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
             % {"version": row.version, "object": row},
         )
         current = row.current_version()
+        changed = current.diff(row) if current else {}
+        empty = self.get_empty_value_display()
         context.update(
             current=current,
             latest=self._latest_version(row),
+            # Shown as the version and compare pages show values.
             changes=[
                 (
-                    capfirst(
-                        self.opts.get_field(
-                            name,
-                        ).verbose_name  # type: ignore[union-attr]
-                    ),
-                    old,
-                    new,
+                    capfirst(field.verbose_name),
+                    display_value(field, current, empty),
+                    display_value(field, row, empty),
                 )
-                for name, (old, new) in (current.diff(row) if current else {}).items()
+                for field in shown_fields(self.model)
+                if field.name in changed
             ],
         )
         return TemplateResponse(request, self.restore_confirmation_template, context)
