@@ -60,7 +60,7 @@ matrix: $(INSTALLED)
 	$(VENV)/bin/nox
 
 # Writes bench/results.md, its raw figures bench/results.json and the growth
-# plot docs/growth.png (about 15 minutes on 2 cores, see docs/performance.md).
+# plot docs/growth.png (55 minutes on a busy 2-core machine, see docs/performance.md).
 # Not a test: nothing asserts a time.
 bench: $(INSTALLED)
 	$(PY) bench/run.py
