@@ -1,6 +1,7 @@
 """The related-field fixup: referrers follow, pins stay, links are copied."""
 
 import pytest
+from django.db import connection
 from django.db.models import Prefetch
 
 from tests.conftest import data_statements
@@ -142,11 +143,15 @@ def test_fixup_costs_one_statement_per_referrer_relation(django_assert_num_queri
     item = ItemFactory()
     OrderFactory(item=item)
     item.name = "renamed"
-    # close, insert, then one UPDATE per referring key (orders, reviews) and
-    # one INSERT ... SELECT per many-to-many table (tags, suppliers, bundles).
-    with django_assert_num_queries(9) as captured:
+    # close and insert (one statement on PostgreSQL), then one UPDATE per
+    # referring key (orders, reviews) and one INSERT ... SELECT per
+    # many-to-many table (tags, suppliers, bundles).
+    one_statement = connection.vendor == "postgresql"
+    with django_assert_num_queries(8 if one_statement else 9) as captured:
         item.save()
-    assert len(data_statements(captured.captured_queries)) == 7
+    assert len(data_statements(captured.captured_queries)) == (
+        6 if one_statement else 7
+    )
 
 
 def test_failed_save_undoes_in_memory_fixups():
