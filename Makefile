@@ -60,7 +60,8 @@ matrix: $(INSTALLED)
 	$(VENV)/bin/nox
 
 # Writes bench/results.md, its raw figures bench/results.json and the growth
-# plot docs/growth.png (55 minutes on a busy 2-core machine, see docs/performance.md).
+# plot docs/growth.png (about 10 minutes on a 2-core machine, up to half an hour
+# when other work shares it; see docs/performance.md).
 # Not a test: nothing asserts a time.
 bench: $(INSTALLED)
 	$(PY) bench/run.py
