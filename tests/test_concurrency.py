@@ -25,8 +25,10 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection, transaction
+from django.db.backends.postgresql.psycopg_any import IsolationLevel
 from django.db.models import F
 from django.db.models.signals import pre_save
+from django.db.transaction import TransactionManagementError
 
 from tests.conftest import wait_until_waiting_for_a_lock
 from tests.testapp.models import Example, Item, Order, Player, Review, Tag, Team
@@ -337,10 +339,11 @@ def test_a_stale_write_in_the_callers_repeatable_read_transaction_keeps_it_usabl
     on_postgres, operation
 ):
     """
-    The caller's REPEATABLE READ transaction loaded the object; another
-    connection saves it; the caller's write then meets a serialization
-    failure. It is a StaleVersionError, nothing was written, and the caller's
-    transaction can go on (as after any error inside a savepoint).
+    The caller's REPEATABLE READ transaction (the level Django's OPTIONS
+    name) loaded the object; another connection saves it; the caller's write
+    then meets a serialization failure. It is a StaleVersionError, nothing
+    was written, and the caller's transaction can go on (as after any error
+    inside a savepoint).
     """
     obj = Example.objects.create(data="start")
     loaded = threading.Event()
@@ -348,6 +351,10 @@ def test_a_stale_write_in_the_callers_repeatable_read_transaction_keeps_it_usabl
     after_stale = []
 
     def caller():
+        # What OPTIONS {"isolation_level": ...} tells this thread's connection
+        # (Django sets the attribute when it connects).
+        connection.ensure_connection()
+        connection.isolation_level = IsolationLevel.REPEATABLE_READ
         try:
             with isolation("REPEATABLE READ", "transaction"):
                 mine = Example.objects.get(pk=obj.pk)
@@ -375,6 +382,50 @@ def test_a_stale_write_in_the_callers_repeatable_read_transaction_keeps_it_usabl
     assert after_stale == [1]  # the caller's snapshot, from before the other save
     history = assert_never_forked(Example, obj.identity)
     assert len(history) == 2
+    assert Example.objects.get(identity=obj.identity).data == "theirs"
+
+
+def test_a_stale_save_at_an_isolation_level_django_was_not_told_aborts_the_transaction(
+    on_postgres,
+):
+    """
+    A REPEATABLE READ set by SQL inside the caller's atomic(), not through
+    OPTIONS: the one-statement save has no savepoint, so its serialization
+    failure aborts the caller's transaction, as it would a plain save's. The
+    error is still a StaleVersionError and nothing was written.
+    """
+    obj = Example.objects.create(data="start")
+    loaded = threading.Event()
+    other_saved = threading.Event()
+    seen = []
+
+    def caller():
+        try:
+            with isolation("REPEATABLE READ", "transaction"):
+                mine = Example.objects.get(pk=obj.pk)
+                loaded.set()
+                assert other_saved.wait(WAIT)
+                with pytest.raises(StaleVersionError):
+                    stale_write("save", mine)
+                with pytest.raises(TransactionManagementError):
+                    Example.all_versions.count()
+                seen.append(mine.version)
+        finally:
+            loaded.set()
+
+    def other():
+        try:
+            assert loaded.wait(WAIT)
+            theirs = Example.objects.get(pk=obj.pk)
+            theirs.data = "theirs"
+            theirs.save()
+        finally:
+            other_saved.set()
+
+    outcomes = run_in_threads(caller, other)
+    assert outcomes == [SAVED, SAVED], describe(outcomes)
+    assert seen == [1]  # the object is as it was loaded
+    assert len(assert_never_forked(Example, obj.identity)) == 2
     assert Example.objects.get(identity=obj.identity).data == "theirs"
 
 

@@ -26,6 +26,7 @@ from tests.factories import (
 )
 from tests.testapp.models import Article, Bundle, Example, Item, Player
 from versioning.exceptions import StaleVersionError
+from versioning.tracking import loaded_values
 
 # Autocommit, as a request without ATOMIC_REQUESTS runs.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,7 +60,7 @@ def stored(model):
 
 
 def bookkeeping(obj):
-    return (obj.pk, obj.version, obj.valid_from, obj.valid_to, dict(obj._loaded_values))
+    return (obj.pk, obj.version, obj.valid_from, obj.valid_to, dict(loaded_values(obj)))
 
 
 def edit(obj, **values):
@@ -96,14 +97,70 @@ def test_a_changed_save_in_autocommit_is_one_statement_on_postgresql():
     assert example.version == 2 and example.pk == Example.objects.get().pk
 
 
-def test_inside_the_callers_transaction_a_savepoint_surrounds_it():
+def test_inside_the_callers_transaction_it_is_one_statement_on_postgresql():
     example = ExampleFactory()
     with transaction.atomic():
         statements = sent(edit(example, data="changed"))
-    closing = (
-        ["WITH closed"] if on_postgres() else ["UPDATE testapp_example", "INSERT INTO"]
-    )
-    assert shape(statements) == ["SAVEPOINT", *closing, "RELEASE SAVEPOINT"]
+    if on_postgres():
+        # READ COMMITTED, Django's default: no savepoint either.
+        assert shape(statements) == ["WITH closed"]
+    else:
+        assert shape(statements) == [
+            "SAVEPOINT",
+            "UPDATE testapp_example",
+            "INSERT INTO",
+            "RELEASE SAVEPOINT",
+        ]
+    assert Example.objects.get().data == "changed"
+
+
+def test_at_a_stricter_isolation_level_a_savepoint_surrounds_it(monkeypatch):
+    """
+    With OPTIONS {"isolation_level": REPEATABLE READ}, a stale save meets a
+    serialization failure: a savepoint keeps it from aborting the caller's
+    transaction.
+    """
+    if not on_postgres():
+        pytest.skip(
+            "needs PostgreSQL: run `make test`, which starts a throwaway server"
+        )
+    from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+    example = ExampleFactory()
+    monkeypatch.setattr(connection, "isolation_level", IsolationLevel.REPEATABLE_READ)
+    with transaction.atomic():
+        statements = sent(edit(example, data="changed"))
+    assert shape(statements) == ["SAVEPOINT", "WITH closed", "RELEASE SAVEPOINT"]
+
+
+def test_a_failed_save_inside_the_callers_transaction_is_handled_as_djangos():
+    """
+    A constraint violation aborts the caller's transaction as a plain save's
+    does; Django's own remedy, an inner atomic() around the save, keeps the
+    rest of it. Nothing of the failed save is written either way.
+    """
+    ArticleFactory(slug="taken")
+    article = ArticleFactory(slug="mine")
+    with transaction.atomic():
+        Article.objects.create(slug="kept", title="kept")
+        article.slug = "taken"
+        with pytest.raises(IntegrityError):
+            with transaction.atomic():
+                article.save()
+        assert article.version == 1 and article.slug == "taken"
+        article.slug = "free"
+        article.save()
+    assert sorted(Article.objects.values_list("slug", flat=True)) == [
+        "free",
+        "kept",
+        "taken",
+    ]
+    assert Article.all_versions.filter(identity=article.identity).count() == 2
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            article.slug = "taken"
+            article.save()
+    assert Article.objects.get(identity=article.identity).slug == "free"
 
 
 def test_django_prepares_the_values_of_the_one_statement():

@@ -157,3 +157,14 @@ def lost_to_another_writer(error: Exception) -> bool:
     cause = error.__cause__
     state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
     return state in CONFLICT_SQLSTATES
+
+
+def reads_committed(connection: Any) -> bool:
+    """
+    Whether each statement of the connection's transactions sees what was
+    committed before it began: PostgreSQL's READ COMMITTED, Django's default
+    unless the database's OPTIONS name another isolation level.
+    """
+    from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+    return getattr(connection, "isolation_level", None) == IsolationLevel.READ_COMMITTED

@@ -119,7 +119,7 @@ def save_version(instance: Any, using: str, *, links_changed: bool = False) -> N
         else None
     )
     transaction_of_its_own = own_transaction(model, using, one_statement)
-    with refused_when_stale(instance), restored_on_error([instance]):
+    with refused_when_stale(instance, using), restored_on_error([instance]):
         with stale_on_conflict(model, instance), transaction_of_its_own:
             if closing is None:
                 stored_keys = close_version(model, using, now, instance)
@@ -153,14 +153,18 @@ def own_transaction(
     """
     The transaction a save needs of its own. A save that is one statement
     (PostgreSQL) and writes nothing but the new version, with nobody to hear
-    of it before it is done, needs none in autocommit. Anything more (two
+    of it before it is done, needs none in autocommit, nor a savepoint inside
+    the caller's READ COMMITTED transaction: there a stale save is a
+    statement that changed nothing, and any other failure aborts the
+    caller's transaction as a failed plain save() does. Anything more (two
     statements, referrers, links, the keys' check, receivers that may fail
     after the insert) runs in a transaction, so that a failure undoes it all.
-    Inside the caller's transaction either way is a savepoint: a stale save
-    in a REPEATABLE READ or SERIALIZABLE transaction meets a serialization
-    failure, which would otherwise abort the caller's whole transaction.
+    At REPEATABLE READ or SERIALIZABLE a stale save meets a serialization
+    failure, which a savepoint keeps from aborting the caller's transaction.
     """
     if one_statement and writes_only_the_new_version(model):
+        if transactions.reads_committed(connections[using]):
+            return contextlib.nullcontext()
         return savepoint(using)
     return transaction.atomic(using=using)
 
@@ -191,11 +195,20 @@ def heard_before_done(model: type[models.Model]) -> bool:
 
 
 @contextmanager
-def refused_when_stale(instance: Any) -> Iterator[None]:
-    """The row the write was to close was no longer current: say so."""
+def refused_when_stale(instance: Any, using: str | None = None) -> Iterator[None]:
+    """
+    The row the write was to close was no longer current: say so. Nothing
+    was written, so the caller's transaction stays as usable as it was,
+    although Django's guard around the insert marked it for rollback.
+    """
+    connection = connections[using] if using else None
+    in_transaction = connection is not None and connection.in_atomic_block
+    rollback = transaction.get_rollback(using) if in_transaction else False
     try:
         yield
     except RowNotCurrent:
+        if in_transaction:
+            transaction.set_rollback(rollback, using)
         raise StaleVersionError(stale_message(instance)) from None
 
 
@@ -208,11 +221,13 @@ def restore_version(instance: Any, using: str) -> Any:
     one_statement = statements.closes_while_inserting(
         connections[using]
     ) and writes_only_the_new_version(model)
+    # A restore reads before it writes, and after a failure it reads again to
+    # tell a lost race: inside the caller's transaction it keeps a savepoint.
+    transaction_of_its_own = (
+        savepoint(using) if one_statement else transaction.atomic(using=using)
+    )
     try:
-        with (
-            stale_on_conflict(model, instance),
-            own_transaction(model, using, one_statement),
-        ):
+        with stale_on_conflict(model, instance), transaction_of_its_own:
             rows = identity_rows(instance, using)
             # Locked in a transaction, so that a version newer than its
             # snapshot shows (a serialization failure). In autocommit the
