@@ -294,12 +294,6 @@ def test_a_plain_foreign_key_referrer_loaded_before_its_target_was_saved_follows
     assert Order.objects.get().item_id == item.pk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a plain one-to-one referrer loaded before its target's new version writes "
-    "the closed row's key back on save (Parent.child): follow_written_keys skips "
-    "one-to-one fields",
-)
 def test_a_plain_referrer_loaded_before_its_target_was_saved_never_points_back():
     child = ChildFactory(data="c1")
     Parent.objects.create(child=child)
@@ -323,11 +317,6 @@ def test_a_new_referrer_may_not_point_at_a_historical_version():
     assert not Review.all_versions.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new plain one-to-one referrer may point at a historical version "
-    "(Parent.child): the FK check refuse_keys_to_closed_rows skips one-to-one fields",
-)
 def test_a_new_one_to_one_referrer_may_not_point_at_a_historical_version():
     child = ChildFactory(data="c1")
     child.data = "c2"
@@ -774,12 +763,6 @@ def test_a_referrer_that_followed_a_rolled_back_version_is_refused():
     assert Child.all_versions.count() == 1
 
 
-@pytest.mark.xfail(
-    ON_SQLITE,
-    strict=True,
-    reason="a plain one-to-one referrer (Parent.child) that followed a version rolled "
-    "back keeps its key; SQLite reuses it and parent.save() points at another Child",
-)
 def test_a_one_to_one_referrer_that_followed_a_rolled_back_version_is_refused():
     parent = Parent.objects.create(child=ChildFactory(data="c1"))
     first_child = parent.child_id
@@ -1017,12 +1000,6 @@ def test_a_post_save_receiver_that_saves_the_instance_again():
     assert example.pk == Example.objects.get().pk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a save inside post_save compares with the values loaded before the outer "
-    "save: a value equal to the replaced version's is taken for no change, nothing "
-    "is written, and the object then claims data the database does not hold",
-)
 def test_a_receiver_that_saves_back_the_previous_value_is_written():
     def refuse_b(sender, instance, created, **kwargs):
         if instance.data == "b":
@@ -1150,12 +1127,6 @@ def test_a_check_constraint_violation_is_an_integrity_error_and_nothing_changes(
 # Copying an instance, Django's way ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Django's documented copy idiom (pk=None, _state.adding=True, save()) keeps "
-    "the identity and fails with a raw IntegrityError on the one-current-row "
-    "constraint, instead of creating a new object (or a clear error)",
-)
 def test_copying_an_instance_the_django_way_makes_a_new_object():
     original = ExampleFactory(data="original")
     copy = Example.objects.get()

@@ -88,6 +88,11 @@ def referring_fields(
     return fields
 
 
+def is_key(field: Any) -> bool:
+    """A foreign key or a one-to-one field: a column naming another row."""
+    return bool(field.many_to_one or field.one_to_one) and field.concrete
+
+
 def followed_keys(model: type[models.Model]) -> tuple[models.ForeignKey, ...]:
     """
     ``model``'s own keys that the fixup re-points in place when their target
@@ -101,7 +106,7 @@ def _followed_keys(model: Any) -> tuple[models.ForeignKey, ...]:
     return tuple(
         field
         for field in model._meta.concrete_fields
-        if field.many_to_one
+        if is_key(field)
         and is_versioned(field.related_model)
         and not isinstance(field, PinnedForeignKey)
         and field.target_field is field.related_model._meta.pk
@@ -380,7 +385,7 @@ def check_followed_keys_of(model: type[models.Model]) -> None:
     transaction, and that a new object's keys name current versions.
     """
     if any(
-        field.many_to_one and is_versioned(field.related_model)
+        is_key(field) and is_versioned(field.related_model)
         for field in model._meta.local_fields
     ):
         pre_save.connect(

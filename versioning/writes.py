@@ -81,6 +81,8 @@ class PendingVersion:
 def create_first_version(instance: Any, using: str) -> None:
     """Insert version 1 of a new object."""
     with restored_on_error([instance]), transaction.atomic(using=using):
+        if is_copy(instance):
+            instance.identity = instance._meta.get_field("identity").get_default()
         instance.version = 1
         instance.valid_from = timezone.now()
         instance.valid_to = None
@@ -88,6 +90,16 @@ def create_first_version(instance: Any, using: str) -> None:
         instance._insert_row(using)
     remember_loaded_values(instance)
     transactions.remember_written_row(instance, transactions.commit_confirmation(using))
+
+
+def is_copy(instance: Any) -> bool:
+    """
+    Whether a new object is a stored one copied as Django's documentation
+    copies instances (``pk = None``, ``_state.adding = True``): it still
+    holds the identity it was loaded with, which names the original.
+    """
+    loaded = loaded_values(instance).get("identity")
+    return loaded is not None and loaded == instance.identity
 
 
 def save_version(instance: Any, using: str, *, links_changed: bool = False) -> None:
@@ -679,6 +691,9 @@ def fix_up_new_version(instance: Any, using: str, pending: PendingVersion) -> No
     if pending.copy_links_from_pk != pending.replaces_pk:  # a restore
         fixup.follow_copied_links(model, using, [instance.pk])
     fixup.repoint_referrers(model, using, [pending.replaces_pk])
+    # The row is written: a post_save receiver that changes and saves the
+    # object again compares with what the new row holds.
+    remember_loaded_values(instance)
 
 
 @contextmanager
