@@ -1055,3 +1055,13 @@ def test_delete_page_asks_for_the_permissions_the_cascade_needs():
     Mascot.objects.create(name="bob", club=rovers)
     response = client.get(admin_url(rovers, "delete"))
     assert list(response.context["perms_lacking"]) == ["mascot"]
+
+
+def test_the_deletion_preview_says_what_a_one_to_one_referrer_protects():
+    from versioning.deletion_preview import DeletionPreview
+
+    mill = Place.objects.create(name="mill")
+    restaurant = Restaurant.objects.create(place=mill)
+    preview = DeletionPreview("default", origin=[mill])
+    preview.collect([mill])
+    assert preview.protects(restaurant) == [mill]

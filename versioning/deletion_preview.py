@@ -176,7 +176,11 @@ class DeletionPreview(VersionedCollector):
 
     def protects(self, obj: Any) -> list[Any]:
         """The collected objects a protected ``obj`` points at: what it protects."""
-        keys = [field for field in obj._meta.concrete_fields if field.many_to_one]
+        keys = [
+            field
+            for field in obj._meta.concrete_fields
+            if field.many_to_one or field.one_to_one
+        ]
         targets = (self.target_of(obj, field) for field in keys)
         return [target for target in targets if target is not None]
 
