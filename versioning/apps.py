@@ -3,7 +3,7 @@ from typing import Any
 from django.apps import AppConfig, apps
 from django.apps.registry import Apps
 from django.db.models.fields.related import lazy_related_operation
-from django.db.models.signals import class_prepared, m2m_changed, post_save
+from django.db.models.signals import class_prepared, m2m_changed, pre_save
 from django.utils.translation import gettext_lazy as _
 
 from .fixup import check_followed_keys_of
@@ -20,7 +20,7 @@ class VersioningConfig(AppConfig):
 
     def ready(self) -> None:
         m2m_changed.connect(check_links_owner, dispatch_uid="versioning.links_owner")
-        post_save.connect(remember_raw_save, dispatch_uid="versioning.raw_links")
+        pre_save.connect(remember_raw_save, dispatch_uid="versioning.raw_links")
         wire_relations(apps)
         class_prepared.connect(wire_model_defined_later, dispatch_uid="versioning.wire")
 

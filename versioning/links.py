@@ -126,6 +126,10 @@ def one_version(instance: models.Model, *, made: bool) -> Iterator[None]:
 def remember_raw_save(
     sender: Any, instance: Any, raw: bool = False, **kwargs: Any
 ) -> None:
-    """post_save: an object loaded from a fixture gets its links as given."""
+    """
+    pre_save: an object loaded from a fixture gets its links as given. (Not
+    post_save: a save must be able to tell receivers of its own from the
+    user's by post_save.has_listeners().)
+    """
     if raw and is_versioned(type(instance)):
         instance.__dict__[LINKS_AS_GIVEN_ATTRIBUTE] = FROM_FIXTURE

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from . import context, deletion, fixup, schema, statements, transactions
 from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
-from .links import declared_links, link_changes, remember_raw_save
+from .links import declared_links, link_changes
 from .signals import version_created
 from .statements import (
     RowNotCurrent,
@@ -194,16 +194,9 @@ def writes_only_the_new_version(model: type[models.Model]) -> bool:
 def heard_before_done(model: type[models.Model]) -> bool:
     """
     Whether receivers run after the insert, inside the save, where their
-    failure must undo the version: version_created, and post_save receivers
-    other than versioning's own, which acts on raw saves only.
+    failure must undo the version: version_created and post_save receivers.
     """
-    if version_created.has_listeners(model):
-        return True
-    try:
-        sync, asynchronous = post_save._live_receivers(model)
-    except (AttributeError, TypeError, ValueError):  # another Django's internals
-        return post_save.has_listeners(model)
-    return any(receiver is not remember_raw_save for receiver in (*sync, *asynchronous))
+    return version_created.has_listeners(model) or post_save.has_listeners(model)
 
 
 @contextmanager
