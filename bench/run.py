@@ -100,7 +100,10 @@ def durability():
 
 
 def make_editors():
-    """Per approach, a callable making one edit of one object in its own transaction."""
+    """
+    Per approach, a callable making one edit of one object in its own
+    transaction, or inside the caller's (the ``_in_atomic`` ones).
+    """
     import reversion
     from django.db import connection, transaction
     from django.utils import timezone
@@ -115,6 +118,9 @@ def make_editors():
 
     plain = PlainNote.objects.create(title="t", body="b")
     versioned = VersionedNote.objects.create(title="t", body="b")
+    # The same edits inside the caller's transaction (an outer atomic()).
+    plain_in_atomic = PlainNote.objects.create(title="t", body="b")
+    versioned_in_atomic = VersionedNote.objects.create(title="t", body="b")
     history_atomic = HistoryNote.objects.create(title="t", body="b")
     history = HistoryNote.objects.create(title="t", body="b")
     with reversion.create_revision():
@@ -134,6 +140,16 @@ def make_editors():
     def edit_versioning(n):
         versioned.counter = n
         versioned.save()
+
+    def edit_plain_in_atomic(n):
+        with transaction.atomic():
+            plain_in_atomic.counter = n
+            plain_in_atomic.save()
+
+    def edit_versioning_in_atomic(n):
+        with transaction.atomic():
+            versioned_in_atomic.counter = n
+            versioned_in_atomic.save()
 
     def edit_history_atomic(n):
         with transaction.atomic():
@@ -194,6 +210,8 @@ def make_editors():
     return {
         "plain": edit_plain,
         "versioning": edit_versioning,
+        "plain_in_atomic": edit_plain_in_atomic,
+        "versioning_in_atomic": edit_versioning_in_atomic,
         "history_atomic": edit_history_atomic,
         "history": edit_history,
         "reversion": edit_reversion,
