@@ -345,44 +345,12 @@ def test_a_stale_write_in_the_callers_repeatable_read_transaction_keeps_it_usabl
     was written, and the caller's transaction can go on (as after any error
     inside a savepoint).
     """
-    obj = Example.objects.create(data="start")
-    loaded = threading.Event()
-    other_saved = threading.Event()
-    after_stale = []
 
-    def caller():
-        # What OPTIONS {"isolation_level": ...} tells this thread's connection
-        # (Django sets the attribute when it connects).
-        connection.ensure_connection()
-        connection.isolation_level = IsolationLevel.REPEATABLE_READ
-        try:
-            with isolation("REPEATABLE READ", "transaction"):
-                mine = Example.objects.get(pk=obj.pk)
-                loaded.set()
-                assert other_saved.wait(WAIT)
-                with pytest.raises(StaleVersionError):
-                    stale_write(operation, mine)
-                after_stale.append(
-                    Example.all_versions.filter(identity=obj.identity).count()
-                )
-        finally:
-            loaded.set()
+    def after_stale(mine):
+        return Example.all_versions.filter(identity=mine.identity).count()
 
-    def other():
-        try:
-            assert loaded.wait(WAIT)
-            theirs = Example.objects.get(pk=obj.pk)
-            theirs.data = "theirs"
-            theirs.save()
-        finally:
-            other_saved.set()
-
-    outcomes = run_in_threads(caller, other)
-    assert outcomes == [SAVED, SAVED], describe(outcomes)
-    assert after_stale == [1]  # the caller's snapshot, from before the other save
-    history = assert_never_forked(Example, obj.identity)
-    assert len(history) == 2
-    assert Example.objects.get(identity=obj.identity).data == "theirs"
+    # The caller's snapshot, from before the other save.
+    assert stale_in_repeatable_read(operation, after_stale, django_told=True) == 1
 
 
 def test_a_stale_save_at_an_isolation_level_django_was_not_told_aborts_the_transaction(
@@ -394,22 +362,41 @@ def test_a_stale_save_at_an_isolation_level_django_was_not_told_aborts_the_trans
     failure aborts the caller's transaction, as it would a plain save's. The
     error is still a StaleVersionError and nothing was written.
     """
+
+    def after_stale(mine):
+        with pytest.raises(TransactionManagementError):
+            Example.all_versions.count()
+        return mine.version
+
+    # The object is as it was loaded.
+    assert stale_in_repeatable_read("save", after_stale, django_told=False) == 1
+
+
+def stale_in_repeatable_read(operation, after_stale, *, django_told):
+    """
+    In the caller's REPEATABLE READ transaction, load an object, let another
+    connection save it, then write it (stale): what ``after_stale(mine)``
+    returns inside that transaction. Also checks nothing was written.
+    """
     obj = Example.objects.create(data="start")
     loaded = threading.Event()
     other_saved = threading.Event()
     seen = []
 
     def caller():
+        if django_told:
+            # What OPTIONS {"isolation_level": ...} tells this thread's
+            # connection (Django sets the attribute when it connects).
+            connection.ensure_connection()
+            connection.isolation_level = IsolationLevel.REPEATABLE_READ
         try:
             with isolation("REPEATABLE READ", "transaction"):
                 mine = Example.objects.get(pk=obj.pk)
                 loaded.set()
                 assert other_saved.wait(WAIT)
                 with pytest.raises(StaleVersionError):
-                    stale_write("save", mine)
-                with pytest.raises(TransactionManagementError):
-                    Example.all_versions.count()
-                seen.append(mine.version)
+                    stale_write(operation, mine)
+                seen.append(after_stale(mine))
         finally:
             loaded.set()
 
@@ -424,9 +411,10 @@ def test_a_stale_save_at_an_isolation_level_django_was_not_told_aborts_the_trans
 
     outcomes = run_in_threads(caller, other)
     assert outcomes == [SAVED, SAVED], describe(outcomes)
-    assert seen == [1]  # the object is as it was loaded
     assert len(assert_never_forked(Example, obj.identity)) == 2
     assert Example.objects.get(identity=obj.identity).data == "theirs"
+    (result,) = seen
+    return result
 
 
 def test_concurrent_update_and_save_on_the_same_rows(on_postgres):
