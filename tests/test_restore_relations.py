@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.conftest import data_statements, saved
 from tests.factories import ArticleFactory
 from tests.testapp.models import Article, Comment, Page, Player, Team, Wine, WineDrinker
-from versioning.exceptions import VersioningError
+from versioning.exceptions import RestoreRefusedError
 
 pytestmark = pytest.mark.django_db
 
@@ -53,9 +53,10 @@ def test_restoring_a_version_whose_target_was_deleted_writes_nothing():
     saved(player, team=None)
     team.delete()
     before = every_row(Team, Player)
-    with pytest.raises(VersioningError, match="its team .* has been deleted"):
+    with pytest.raises(RestoreRefusedError, match="its team .* has been deleted") as e:
         player.history().get(version=1).restore()
     assert every_row(Team, Player) == before
+    assert e.value.reason.startswith("its team (Team row ")
 
 
 def test_restoring_into_a_taken_unique_value_names_the_field_and_writes_nothing():
@@ -105,7 +106,7 @@ def test_restoring_a_version_linked_to_an_object_deleted_since_writes_nothing():
     barolo.delete()
     before = every_row(Wine, WineDrinker)
     links_before = list(WineDrinker.glasses.through.objects.values_list())
-    with pytest.raises(VersioningError, match="glasses link to Wine “barolo”"):
+    with pytest.raises(RestoreRefusedError, match="glasses link to Wine “barolo”"):
         ann.history().get(version=2).restore()
     assert every_row(Wine, WineDrinker) == before
     assert list(WineDrinker.glasses.through.objects.values_list()) == links_before

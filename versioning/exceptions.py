@@ -21,3 +21,14 @@ class HistoricalVersionError(VersioningError):
     read-only; edit the current version, or call restore() on this one to
     make its data current again.
     """
+
+
+class RestoreRefusedError(VersioningError):
+    """
+    A version cannot be restored as it is: a key or link names an object
+    deleted since. ``reason`` says why, without naming the version.
+    """
+
+    def __init__(self, version: str, reason: str) -> None:
+        super().__init__(f"{version} cannot be restored: {reason}")
+        self.reason = reason

@@ -33,7 +33,12 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from . import context, deletion, fixup, schema, statements, transactions
-from .exceptions import HistoricalVersionError, StaleVersionError, VersioningError
+from .exceptions import (
+    HistoricalVersionError,
+    RestoreRefusedError,
+    StaleVersionError,
+    VersioningError,
+)
 from .links import declared_links, link_changes
 from .signals import version_created
 from .statements import (
@@ -318,11 +323,11 @@ def follow_restored_keys(restored: Any, instance: Any, using: str) -> None:
         )
         current_pk = current.values_list("pk", flat=True).first()
         if current_pk is None:
-            raise VersioningError(
-                f"{label(instance)} cannot be restored: its {field.name} "
-                f"({target._meta.object_name} row {key}) has been deleted since. "
-                f"Restore that {target._meta.object_name} first, or restore a "
-                f"version with another {field.name}."
+            raise RestoreRefusedError(
+                label(instance),
+                f"its {field.name} ({target._meta.object_name} row {key}) has "
+                f"been deleted since. Restore that {target._meta.object_name} "
+                f"first, or restore a version with another {field.name}.",
             )
         setattr(restored, field.attname, current_pk)
 
@@ -344,11 +349,12 @@ def refuse_links_to_deleted_objects(instance: Any, using: str) -> None:
         alive = plain_rows(target, using).filter(valid_to__isnull=True)
         gone = named.exclude(identity__in=alive.values("identity")).first()
         if gone is not None:
-            raise VersioningError(
-                f"{label(instance)} cannot be restored: its {field.name} link "
-                f"to {gone._meta.object_name} “{gone}” names an object deleted "
-                f"since. Restore that {gone._meta.object_name} first, or "
-                "restore a version without that link."
+            raise RestoreRefusedError(
+                label(instance),
+                f"its {field.name} link to {gone._meta.object_name} “{gone}” "
+                f"names an object deleted since. Restore that "
+                f"{gone._meta.object_name} first, or restore a version without "
+                "that link.",
             )
 
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 import versioning
 
-from ..exceptions import StaleVersionError, VersioningError
+from ..exceptions import RestoreRefusedError, StaleVersionError, VersioningError
 from ..models import Versioned, restore_reason
 
 if TYPE_CHECKING:
@@ -30,8 +30,9 @@ def refusal_reason(error: ValidationError | VersioningError) -> str:
         return " ".join(error.messages)
     # The error names the version by its identity, for logs and the shell;
     # the admin's message names the object already.
-    message = str(error)
-    return message.partition(" cannot be restored: ")[2] or message
+    if isinstance(error, RestoreRefusedError):
+        return error.reason
+    return str(error)
 
 
 def stale_reason() -> str:
