@@ -60,6 +60,11 @@ def url(view, obj=None, site="admin", model="item"):
     return reverse(f"{site}:testapp_{model}_{view}", args=args)
 
 
+def object_url(view, obj):
+    """An object's page by its identity, as the admin links it."""
+    return reverse(f"admin:testapp_item_{view}", args=(obj.identity,))
+
+
 def guarded(view, obj=None):
     return url(view, obj, site="pages")
 
@@ -106,7 +111,7 @@ def test_restore_page_refuses_a_name_taken_since_and_says_why(admin_client, take
     assert messages_of(response) == [
         "“lamp” was not restored: Item with this Name already exists."
     ]
-    assert response.redirect_chain[-1][0] == url("history", taken_lamp)
+    assert response.redirect_chain[-1][0] == object_url("history", taken_lamp)
     assert count_rows() == rows
     assert not LogEntry.objects.exists()
 
@@ -368,7 +373,7 @@ def test_a_change_says_so_once_with_its_version(admin_client, lamp):
     [message] = messages_of(response)
     current = Item.objects.get()
     assert message == (
-        f'The item “<a href="{url("change", current)}">lamp</a>” was changed '
+        f'The item “<a href="{object_url("change", current)}">lamp</a>” was changed '
         "successfully and saved as version 2."
     )
     assert response.redirect_chain[-1][0] == url("changelist")
@@ -398,7 +403,7 @@ def test_save_and_continue_keeps_the_preserved_filters(admin_client, lamp):
     )
     location = response["Location"]
     assert location.endswith("?" + filters) and location.startswith(
-        url("change", Item.objects.get())
+        object_url("change", lamp)
     )
     [message] = messages_of(admin_client.get(location))
     assert message.endswith("saved as version 2. You may edit it again below.")

@@ -744,5 +744,12 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         }
 
     def _url(self, view: str, obj: Any = None) -> str:
-        args = () if obj is None else (quote(obj.pk),)
+        # An object's pages go by its identity, which lasts; a version's by
+        # its pk.
+        if obj is None:
+            args: tuple[str, ...] = ()
+        elif view in ("change", "history"):
+            args = (quote(obj.identity),)
+        else:
+            args = (quote(obj.pk),)
         return reverse(self._urlname(view), args=args, current_app=self.admin_site.name)
