@@ -29,6 +29,7 @@ from tests.testapp.models import (
 )
 from versioning import statements
 from versioning.signals import version_created
+from versioning.tracking import loaded_values
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +76,7 @@ def object_state(obj):
         obj.valid_to,
         obj.changed_by_id,
         obj.change_reason,
-        dict(obj._loaded_values),
+        dict(loaded_values(obj)),
     )
 
 

@@ -22,7 +22,7 @@ from django.db.models.signals import post_save, pre_save
 from . import transactions
 from .exceptions import HistoricalVersionError, StaleVersionError
 from .fields import PinnedForeignKey
-from .tracking import LOADED_VALUES_ATTRIBUTE, is_versioned
+from .tracking import is_versioned, update_loaded_value
 from .transactions import CommitConfirmation
 
 
@@ -244,9 +244,7 @@ def repoint_in_memory(
         return
     setattr(referrer, field.attname, target.pk)
     field.set_cached_value(referrer, target)
-    loaded = referrer.__dict__.get(LOADED_VALUES_ATTRIBUTE)
-    if loaded is not None and field.attname in loaded:
-        loaded[field.attname] = target.pk
+    update_loaded_value(referrer, field.attname, target.pk)
     transactions.remember_followed_key(referrer, field, target, confirmation)
 
 
@@ -434,9 +432,7 @@ def follow_written_keys(
         rows: models.QuerySet = models.QuerySet(model=sender, using=using)
         rows.filter(pk=instance.pk).update(**{field.attname: current})
         setattr(instance, field.attname, current)
-        loaded = instance.__dict__.get(LOADED_VALUES_ATTRIBUTE)
-        if loaded is not None and field.attname in loaded:
-            loaded[field.attname] = current
+        update_loaded_value(instance, field.attname, current)
 
 
 def current_pk_if_moved(target: Any, key: Any, using: str) -> Any:

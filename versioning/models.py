@@ -26,11 +26,10 @@ from .managers import (
 )
 from .tracking import (
     BOOKKEEPING_FIELD_NAMES,
-    LOADED_VALUES_ATTRIBUTE,
-    copy_mutable_values,
     data_fields,
     forget_assignments,
     loaded_values,
+    remember_loaded_row,
     remember_loaded_values,
     track_who_and_why_assignments,
     values_differ,
@@ -109,11 +108,7 @@ class Versioned(models.Model):
         **kwargs: Any,
     ) -> Self:
         instance = super().from_db(db, field_names, values, **kwargs)
-        # Django passes one value per name: zip() needs no strict check here,
-        # where every row of every read passes.
-        loaded = dict(zip(field_names, values, strict=False))
-        copy_mutable_values(cls, loaded)
-        instance.__dict__[LOADED_VALUES_ATTRIBUTE] = loaded
+        remember_loaded_row(instance, field_names, values)
         return instance
 
     def refresh_from_db(

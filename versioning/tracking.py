@@ -23,6 +23,7 @@ BOOKKEEPING_FIELD_NAMES = frozenset(
 WHO_AND_WHY_ATTNAMES = ("changed_by_id", "change_reason")
 
 LOADED_VALUES_ATTRIBUTE = "_loaded_values"
+LOADED_ROW_ATTRIBUTE = "_loaded_row"
 MOMENT_ATTRIBUTE = "_versioning_as_of"
 ASSIGNED_ATTRIBUTE = "_versioning_assigned"
 
@@ -88,9 +89,45 @@ def is_expression(value: Any) -> bool:
     return hasattr(value, "resolve_expression")
 
 
+def remember_loaded_row(instance: models.Model, field_names: Any, values: Any) -> None:
+    """
+    What from_db() read, kept as it came: most objects read are never saved,
+    so the dictionary of loaded values is built only when a write or a diff
+    asks for it (loaded_values()). Values that can be edited in place (JSON
+    dicts, lists) are copied now, before anyone can edit them.
+    """
+    model = type(instance)
+    if mutable_attnames(model):
+        loaded = dict(zip(field_names, values, strict=False))
+        copy_mutable_values(model, loaded)
+        instance.__dict__[LOADED_VALUES_ATTRIBUTE] = loaded
+    else:
+        instance.__dict__[LOADED_ROW_ATTRIBUTE] = (field_names, values)
+
+
 def loaded_values(instance: models.Model) -> dict[str, Any]:
-    """The column values the instance's row held when loaded or last written."""
-    return instance.__dict__.get(LOADED_VALUES_ATTRIBUTE, {})
+    """
+    The column values the instance's row held when loaded or last written,
+    ``{attname: value}``; empty for an object that was never loaded. The
+    dictionary is the instance's own: a write that changes what its row
+    holds may update it.
+    """
+    state = instance.__dict__
+    loaded = state.get(LOADED_VALUES_ATTRIBUTE)
+    if loaded is None:
+        row = state.pop(LOADED_ROW_ATTRIBUTE, None)
+        if row is None:
+            return {}
+        # Django passes one value per name: zip() needs no strict check.
+        loaded = state[LOADED_VALUES_ATTRIBUTE] = dict(zip(*row, strict=False))
+    return loaded
+
+
+def update_loaded_value(instance: models.Model, attname: str, value: Any) -> None:
+    """The instance's row now holds ``value`` in ``attname``, if it was loaded."""
+    loaded = loaded_values(instance)
+    if attname in loaded:
+        loaded[attname] = value
 
 
 def remember_loaded_values(
@@ -100,13 +137,15 @@ def remember_loaded_values(
     Record the instance's current values as what its row holds: all columns,
     or only ``attnames`` (the others keep what was remembered before).
     """
+    state = instance.__dict__
     if attnames is None:
         attnames = [f.attname for f in instance._meta.concrete_fields]
+        state.pop(LOADED_ROW_ATTRIBUTE, None)
         remembered: dict[str, Any] = {}
-        instance.__dict__[LOADED_VALUES_ATTRIBUTE] = remembered
     else:
-        remembered = instance.__dict__.setdefault(LOADED_VALUES_ATTRIBUTE, {})
-    values = {a: instance.__dict__[a] for a in attnames if a in instance.__dict__}
+        remembered = loaded_values(instance)
+    state[LOADED_VALUES_ATTRIBUTE] = remembered
+    values = {a: state[a] for a in attnames if a in state}
     copy_mutable_values(type(instance), values)
     remembered.update(values)
     forget_assignments(instance, attnames)
@@ -223,17 +262,19 @@ class AssignmentTrackingAttribute(DeferredAttribute):
 
     def __init__(self, field: models.Field) -> None:
         super().__init__(field)
+        self.attname = field.attname
         self.is_key = field.is_relation
 
     def __set__(self, instance: models.Model, value: Any) -> None:
-        # Called for every row read (Model.__init__ sets each column): kept
-        # to dictionary work unless a key really changes.
+        # Called for every row read (Model.__init__ sets each column, none
+        # set before): kept to dictionary work unless a key really changes.
         values = instance.__dict__
-        field: Any = self.field
-        attname = field.attname
-        if self.is_key and values.get(attname) != value and field.is_cached(instance):
-            # As ForeignKeyDeferredAttribute: a new key drops the cached object.
-            field.delete_cached_value(instance)
+        attname = self.attname
+        if self.is_key and attname in values and values[attname] != value:
+            field: Any = self.field
+            if field.is_cached(instance):
+                # As ForeignKeyDeferredAttribute: a new key drops the cached object.
+                field.delete_cached_value(instance)
         values[attname] = value
         if not instance._state.adding:
             values.setdefault(ASSIGNED_ATTRIBUTE, set()).add(attname)
