@@ -301,3 +301,11 @@ def test_restore_command_of_the_current_version_says_it_is_current(lamp):
         "restore", "testapp.Item", str(lamp.identity), to_version="4", stdout=out
     )
     assert out.getvalue() == "Version 4 is the current version; nothing to do.\n"
+
+
+def test_the_history_page_shows_empty_values_as_the_other_pages_do(admin_client, bare):
+    html = admin_client.get(url("history", bare.pk)).content.decode()
+    text = " ".join(re.sub(r"<[^>]+>", "", html).split())
+    assert "Tags: - → red" in text
+    assert "Description: - → words" in text
+    assert "∅" not in text and "empty" not in text.lower()

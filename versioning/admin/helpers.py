@@ -26,3 +26,10 @@ def display_value(field: models.Field[Any, Any], obj: Any, empty: str = "-") -> 
         related = getattr(obj, field.name, None)
         return str(related) if related is not None else value
     return display_for_field(value, field, empty)
+
+
+def shown_change(value: Any, empty: str) -> Any:
+    """A value before or after a change, with no value and no links read ``empty``."""
+    if value is None or value == "" or (isinstance(value, links.Links) and not value):
+        return empty
+    return value

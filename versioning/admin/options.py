@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ from .actions import (
     restore_selected,
     restored_message,
 )
-from .helpers import display_value, shown_fields
+from .helpers import display_value, shown_change, shown_fields
 from .templates import PageTemplate
 from .views import VersionedChangeList
 from .widgets import PinnedForeignKeyMixin
@@ -548,7 +549,17 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
         paginator = self.get_paginator(request, versions, self.history_per_page)
         page = paginator.get_page(request.GET.get(PAGE_VAR, 1))
         latest = versions.first() if page.number > 1 else None
-        entries = history_with_changes(list(page.object_list), shown)
+        empty = self.get_empty_value_display()
+        entries = [
+            dataclasses.replace(
+                entry,
+                changes={
+                    name: (shown_change(old, empty), shown_change(new, empty))
+                    for name, (old, new) in entry.changes.items()
+                },
+            )
+            for entry in history_with_changes(list(page.object_list), shown)
+        ]
         current = next((e.version for e in entries if e.version.is_current), None)
         newest = latest or (entries[0].version if entries else None)
         # The newest version shown is current unless the object was deleted
@@ -569,6 +580,7 @@ class VersionedAdmin(PinnedForeignKeyMixin, admin.ModelAdmin):
             "can_restore": self.has_change_permission(request, row)
             and (shown_current or not self._hides_current(request, row)),
             "compare_url": self._url("compare", row),
+            "empty_value_display": empty,
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),
         }
