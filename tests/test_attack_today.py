@@ -9,7 +9,7 @@ import copy
 
 import pytest
 from django import forms
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models.signals import post_save
 from django.db.transaction import TransactionManagementError
 from django.urls import reverse
@@ -135,12 +135,6 @@ def test_a_changed_save_inside_a_durable_atomic():
     assert Order.objects.get().item_id == item.pk
 
 
-@pytest.mark.xfail(
-    connection.vendor == "sqlite",
-    strict=True,
-    reason="On SQLite a versioned save's IntegrityError leaves the caller's atomic "
-    "usable (own savepoint), unlike a plain save and unlike PostgreSQL",
-)
 def test_an_integrity_error_inside_atomic_breaks_it_as_a_plain_save_does():
     """Documented: like a failed plain save(), the caller's atomic is unusable."""
     ArticleFactory(slug="taken")
@@ -342,11 +336,6 @@ def test_many_copies_from_one_instance_in_a_loop():
     assert one_current_per_identity(Example)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="obj.pk = None; obj.save() without _state.adding raises StaleVersionError, "
-    "whose 'reload and retry' advice can never succeed; plain Django inserts",
-)
 def test_a_copy_with_only_pk_none():
     """Many tutorials write only ``obj.pk = None; obj.save()``."""
     ExampleFactory(data="original")
@@ -510,11 +499,6 @@ def test_a_protected_one_to_one_referrer_refuses_a_delete_and_nothing_changes():
     assert Restaurant.objects.get().place_id == place.pk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A plain one-to-one referrer loaded before its target's delete (SET_NULL) "
-    "writes the closed row's key back on save: it then points at a deleted version",
-)
 def test_a_set_null_one_to_one_referrer_loaded_before_the_delete_never_writes_back():
     child = Child.objects.create(data="c")
     Parent.objects.create(child=child)
@@ -529,11 +513,6 @@ def test_a_set_null_one_to_one_referrer_loaded_before_the_delete_never_writes_ba
     assert key is None or Child.objects.filter(pk=key).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A plain foreign-key referrer loaded before its target's delete (SET_NULL) "
-    "writes the closed row's key back on save: it then points at a deleted version",
-)
 def test_a_set_null_plain_fk_referrer_loaded_before_the_delete_never_writes_back():
     """The same with a many-to-one key, for comparison."""
     club = Club.objects.create(name="c")

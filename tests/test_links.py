@@ -1165,7 +1165,7 @@ def test_the_admin_saving_links_only_makes_a_version_shown_in_history(admin_clie
     assert Item.objects.get().version == 3
 
     page = admin_client.get(admin_url("history", item)).content.decode()
-    assert "<strong>Tags</strong>: <del>—</del> → <ins>red</ins>" in page
+    assert "<strong>Tags</strong>: <del>-</del> → <ins>red</ins>" in page
     assert "<strong>Tags</strong>: <del>red</del> → <ins>blue</ins>" in page
     assert page.count("No field changed") == 0
 

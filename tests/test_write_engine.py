@@ -762,7 +762,7 @@ def test_expressions_assigned_on_the_instance_are_computed_from_the_loaded_row(
     # A failed write leaves the expression in place, for a retry.
     expression = F("counter") - 100
     article.counter = expression
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError), transaction.atomic():
         article.save()
     assert article.counter is expression and article.version == 3
     factory, field = versioned_factory

@@ -427,7 +427,13 @@ def follow_written_keys(
         if key is None:
             continue
         current = current_pk_if_moved(field.related_model, key, using)
-        if current is None:
+        if current is DELETED:
+            # The key was loaded before its object was deleted: what the
+            # delete set on the referrers it found applies to this one too.
+            current = value_set_on_delete(field)
+            if current is DELETED:
+                continue
+        elif current is None:
             continue
         rows: models.QuerySet = models.QuerySet(model=sender, using=using)
         rows.filter(pk=instance.pk).update(**{field.attname: current})
@@ -435,8 +441,35 @@ def follow_written_keys(
         update_loaded_value(instance, field.attname, current)
 
 
+#: What names a closed row whose object was deleted: there is no current pk.
+DELETED = object()
+
+
+def value_set_on_delete(field: models.ForeignKey) -> Any:
+    """
+    The key a delete of the target gives a referrer through ``field``
+    (SET_NULL, SET_DEFAULT, SET(...)), or DELETED when it keeps naming the
+    deleted object's last row.
+    """
+    on_delete = field.remote_field.on_delete
+    if on_delete is models.SET_NULL:
+        return None
+    if on_delete is models.SET_DEFAULT:
+        return field.get_default()
+    deconstruct = getattr(on_delete, "deconstruct", None)
+    if deconstruct is not None:
+        path, args, _ = deconstruct()
+        if path == "django.db.models.SET" and len(args) == 1:
+            value = args[0]() if callable(args[0]) else args[0]
+            return value.pk if isinstance(value, models.Model) else value
+    return DELETED
+
+
 def current_pk_if_moved(target: Any, key: Any, using: str) -> Any:
-    """The current version's pk if row ``key`` was closed by a new version."""
+    """
+    The current version's pk if row ``key`` was closed by a new version;
+    DELETED if it was closed by a delete.
+    """
     connection = connections[using]
     quote = connection.ops.quote_name
     meta = target._meta
@@ -464,7 +497,8 @@ def current_pk_if_moved(target: Any, key: Any, using: str) -> Any:
     # committed (the locking read above returns the closed row as it is now).
     rows: models.QuerySet = models.QuerySet(model=target, using=using)
     current = rows.filter(valid_to__isnull=True, identity=row[1])
-    return current.values_list("pk", flat=True).first()
+    pk = current.values_list("pk", flat=True).first()
+    return DELETED if pk is None else pk
 
 
 def refuse_keys_to_closed_rows(

@@ -214,7 +214,8 @@ class Versioned(models.Model):
                     + ", ".join(sorted(unknown))
                 )
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        if self._state.adding:
+        # No pk is a new object, as for Django: a copy made by pk = None too.
+        if self._state.adding or self.pk is None:
             self._save_options = {
                 k: v for k, v in kwargs.items() if k not in {"update_fields", "using"}
             }

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, FieldError
 from django.db import (
+    DatabaseError,
     IntegrityError,
     OperationalError,
     connections,
@@ -85,7 +86,11 @@ class PendingVersion:
 
 def create_first_version(instance: Any, using: str) -> None:
     """Insert version 1 of a new object."""
-    with restored_on_error([instance]), transaction.atomic(using=using):
+    with (
+        restored_on_error([instance]),
+        failed_as_a_plain_save(using),
+        transaction.atomic(using=using),
+    ):
         if is_copy(instance):
             instance.identity = instance._meta.get_field("identity").get_default()
         instance.version = 1
@@ -137,7 +142,11 @@ def save_version(instance: Any, using: str, *, links_changed: bool = False) -> N
     )
     transaction_of_its_own = own_transaction(model, using, one_statement)
     with refused_when_stale(instance, using), restored_on_error([instance]):
-        with stale_on_conflict(model, instance), transaction_of_its_own:
+        with (
+            failed_as_a_plain_save(using),
+            stale_on_conflict(model, instance),
+            transaction_of_its_own,
+        ):
             if closing is None:
                 stored_keys = close_version(model, using, now, instance)
                 if stored_keys is None:
@@ -202,6 +211,24 @@ def heard_before_done(model: type[models.Model]) -> bool:
     failure must undo the version: version_created and post_save receivers.
     """
     return version_created.has_listeners(model) or post_save.has_listeners(model)
+
+
+@contextmanager
+def failed_as_a_plain_save(using: str) -> Iterator[None]:
+    """
+    A save whose statement fails inside the caller's transaction leaves it to
+    be rolled back, as a failed plain save() does, on every database alike
+    (SQLite's two statements run in a savepoint, PostgreSQL's one statement
+    in none). A stale save wrote nothing and leaves it usable.
+    """
+    try:
+        yield
+    except StaleVersionError:
+        raise
+    except DatabaseError:
+        if connections[using].in_atomic_block:
+            transaction.set_rollback(True, using=using)
+        raise
 
 
 @contextmanager
