@@ -60,7 +60,7 @@ matrix: $(INSTALLED)
 	$(VENV)/bin/nox
 
 # Writes bench/results.md, its raw figures bench/results.json and the growth
-# plot docs/growth.png (about 10 minutes on a 2-core machine, up to half an hour
+# plot docs/growth.png (about 5 minutes on a quiet 2-core machine, up to half an hour
 # when other work shares it; see docs/performance.md).
 # Not a test: nothing asserts a time.
 bench: $(INSTALLED)
