@@ -33,7 +33,11 @@ from tests.testapp.models import (
 from versioning.exceptions import RestoreRefusedError, StaleVersionError
 from versioning.signals import version_created
 
+# Django 6.1 renamed savepoint() to savepoint_create(), deprecating the old name.
+savepoint_create = getattr(transaction, "savepoint_create", transaction.savepoint)
+
 # Autocommit outside the test's own atomic() blocks, as a request runs.
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -182,7 +186,7 @@ def test_an_integrity_error_wrapped_in_atomic_then_retry_in_the_same_transaction
 def test_a_user_savepoint_rolled_back_after_a_save_then_the_object_is_refused():
     example = ExampleFactory(data="v1")
     with transaction.atomic():
-        sid = transaction.savepoint()
+        sid = savepoint_create()
         example.data = "v2"
         example.save()
         transaction.savepoint_rollback(sid)
@@ -201,21 +205,21 @@ def test_a_user_savepoint_rolled_back_after_a_save_then_the_object_is_refused():
 def test_a_user_savepoint_rolled_back_around_a_stale_save():
     mine, theirs = stale_pair()
     with transaction.atomic():
-        sid = transaction.savepoint()
+        sid = savepoint_create()
         mine.data = "mine"
         with pytest.raises(StaleVersionError):
             mine.save()
         transaction.savepoint_rollback(sid)
         theirs.data = "after"
         theirs.save()
-        transaction.savepoint_commit(transaction.savepoint())
+        transaction.savepoint_commit(savepoint_create())
     assert [row[1] for row in versions(theirs, "data")] == ["v1", "theirs", "after"]
 
 
 def test_a_user_savepoint_committed_after_a_save_keeps_the_object_usable():
     example = ExampleFactory(data="v1")
     with transaction.atomic():
-        sid = transaction.savepoint()
+        sid = savepoint_create()
         example.data = "v2"
         example.save()
         transaction.savepoint_commit(sid)
