@@ -497,8 +497,8 @@ def current_pk_if_moved(target: Any, key: Any, using: str) -> Any:
     # committed (the locking read above returns the closed row as it is now).
     rows: models.QuerySet = models.QuerySet(model=target, using=using)
     current = rows.filter(valid_to__isnull=True, identity=row[1])
-    pk = current.values_list("pk", flat=True).first()
-    return DELETED if pk is None else pk
+    current_pk = current.values_list("pk", flat=True).first()
+    return DELETED if current_pk is None else current_pk
 
 
 def refuse_keys_to_closed_rows(
