@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NoReturn, Self
@@ -9,7 +10,7 @@ from typing import Any, NoReturn, Self
 from django.conf import settings
 from django.core.checks import CheckMessage
 from django.core.exceptions import ValidationError
-from django.db import models, router
+from django.db import connections, models, router
 from django.db.models.signals import class_prepared, pre_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -286,9 +287,15 @@ class Versioned(models.Model):
                 setattr(self, field.attname, replaced[field.attname])
             else:
                 setattr(self, field.attname, field.pre_save(self, False))
-        return super()._do_insert(  # type: ignore[misc]
-            manager, using, fields, returning_fields, True
-        )
+        closing = self._pending_version.closing
+        with (
+            connections[using].execute_wrapper(closing)
+            if closing is not None
+            else contextlib.nullcontext()
+        ):
+            return super()._do_insert(  # type: ignore[misc]
+                manager, using, fields, returning_fields, True
+            )
 
     @alters_data
     def delete(

@@ -125,8 +125,9 @@ def closes_while_inserting(connection: Any) -> bool:
 
 class ClosingInsert:
     """
-    An execute wrapper that makes Django's INSERT of a new version close the
-    row it replaces in the same statement (PostgreSQL):
+    An execute wrapper, installed by ``Versioned._do_insert()``, that makes
+    Django's INSERT of a new version close the row it replaces in the same
+    statement (PostgreSQL):
 
         WITH closed AS (UPDATE ... SET valid_to = ... WHERE <the loaded row>
                         AND valid_to IS NULL RETURNING 1)
@@ -156,7 +157,8 @@ class ClosingInsert:
     def __call__(
         self, execute: Any, sql: str, params: Any, many: bool, context: dict
     ) -> Any:
-        # Only the new version's INSERT, not one a receiver sent meanwhile.
+        # Installed around Django's _do_insert() of the new version: its
+        # INSERT, once, and nothing else.
         if self.done or many or not sql.startswith(self.head):
             return execute(sql, params, many, context)
         if self.identity not in params:

@@ -75,10 +75,15 @@ from .tracking import (
 
 @dataclass(frozen=True)
 class PendingVersion:
-    """What the insert of a new version must fix up once its row exists."""
+    """
+    What the insert of a new version must do: close the row it replaces in
+    the same statement (``closing``, PostgreSQL), and what it must fix up
+    once its row exists.
+    """
 
     replaces_pk: Any
     copy_links_from_pk: Any
+    closing: statements.ClosingInsert | None = None
 
 
 # Entry points -----------------------------------------------------------------
@@ -153,19 +158,14 @@ def save_version(instance: Any, using: str, *, links_changed: bool = False) -> N
                     raise RowNotCurrent
                 follow_stored_keys(instance, stored_keys)
                 resolve_expressions(instance, using)
-            with (
-                connection.execute_wrapper(closing)
-                if closing is not None
-                else contextlib.nullcontext()
-            ):
-                insert_version(
-                    instance,
-                    using,
-                    now,
-                    version=instance.version + 1,
-                    pending=PendingVersion(old_pk, old_pk),
-                    previous=previous,
-                )
+            insert_version(
+                instance,
+                using,
+                now,
+                version=instance.version + 1,
+                pending=PendingVersion(old_pk, old_pk, closing),
+                previous=previous,
+            )
     remember_loaded_values(instance)
     forget_moment(instance)  # the new version is current, whenever it was read
     confirmation = transactions.commit_confirmation(using)
@@ -315,20 +315,13 @@ def restore_after(latest: Any, instance: Any, using: str) -> Any:
     # A scoped unique value another object took meanwhile is a ValidationError
     # naming the field, as a form reports it, and nothing is written.
     restored.validate_constraints(exclude={"identity", "version"})
-    with (
-        refused_when_stale(latest),
-        (
-            connection.execute_wrapper(closing)
-            if closing is not None
-            else contextlib.nullcontext()
-        ),
-    ):
+    with refused_when_stale(latest):
         insert_version(
             restored,
             using,
             now,
             version=latest.version + 1,
-            pending=PendingVersion(latest.pk, instance.pk),
+            pending=PendingVersion(latest.pk, instance.pk, closing),
             previous=latest,
         )
     return restored
