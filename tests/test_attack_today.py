@@ -15,12 +15,19 @@ from django.db.transaction import TransactionManagementError
 from django.urls import reverse
 
 from tests.factories import ArticleFactory, ExampleFactory, ItemFactory, TagFactory
+from tests.test_attack_save_doors import (
+    Boom,
+    assert_one_current_per_identity,
+    versions,
+)
 from tests.testapp.models import (
+    Banner,
     Child,
     Club,
     Document,
     Example,
     Item,
+    Kit,
     Mascot,
     Order,
     Parent,
@@ -29,6 +36,7 @@ from tests.testapp.models import (
     Scarf,
     Wine,
     WineDrinker,
+    free_agents,
 )
 from versioning.exceptions import RestoreRefusedError, StaleVersionError
 from versioning.signals import version_created
@@ -39,25 +47,6 @@ savepoint_create = getattr(transaction, "savepoint_create", transaction.savepoin
 # Autocommit outside the test's own atomic() blocks, as a request runs.
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Boom(Exception):
-    """What makes a caller's atomic() roll back."""
-
-
-def versions(obj, field):
-    rows = type(obj).all_versions.filter(identity=obj.identity).order_by("version")
-    return [(row.version, getattr(row, field), row.valid_to is None) for row in rows]
-
-
-def one_current_per_identity(model):
-    identities = set(model.all_versions.values_list("identity", flat=True))
-    current = list(
-        model.all_versions.filter(valid_to__isnull=True).values_list(
-            "identity", flat=True
-        )
-    )
-    return len(current) == len(set(current)) == len(identities)
 
 
 def stale_pair(data="v1"):
@@ -110,7 +99,7 @@ def test_a_stale_save_in_a_nested_atomic_leaves_both_levels_usable():
         (2, "o2", False),
         (3, "o3", True),
     ]
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_a_stale_save_inside_a_durable_atomic_then_more_writes_commit():
@@ -123,7 +112,7 @@ def test_a_stale_save_inside_a_durable_atomic_then_more_writes_commit():
         current.data = "mine"
         current.save()
     assert [row[1] for row in versions(theirs, "data")] == ["v1", "theirs", "mine"]
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_a_changed_save_inside_a_durable_atomic():
@@ -311,7 +300,7 @@ def test_a_copy_of_an_object_just_created_in_hand():
     clone.save()
     assert clone.identity != identity
     assert Example.objects.count() == 2
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_a_copy_of_an_object_just_saved_in_hand():
@@ -323,7 +312,7 @@ def test_a_copy_of_an_object_just_saved_in_hand():
     clone.save()
     assert clone.identity != identity and clone.version == 1
     assert Example.objects.filter(identity=identity).get().data == "v2"
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_many_copies_from_one_instance_in_a_loop():
@@ -337,7 +326,7 @@ def test_many_copies_from_one_instance_in_a_loop():
         identities.add(template.identity)
     assert len(identities) == 4
     assert Example.objects.count() == 4
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_a_copy_with_only_pk_none():
@@ -348,7 +337,7 @@ def test_a_copy_with_only_pk_none():
     clone.data = "copy"
     clone.save()
     assert Example.objects.count() == 2
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
     assert sorted(Example.objects.values_list("data", flat=True)) == [
         "copy",
         "original",
@@ -361,7 +350,7 @@ def test_a_copy_of_a_uuid_keyed_object():
     clone.title = "copy"
     clone.save()
     assert Document.objects.count() == 2
-    assert one_current_per_identity(Document)
+    assert_one_current_per_identity(Document)
 
 
 def test_a_copy_does_not_take_links_referrers_or_the_original_history():
@@ -390,7 +379,7 @@ def test_a_copy_with_a_taken_unique_value_fails_and_can_be_retried():
     clone.name = "other lamp"
     clone.save()
     assert Item.objects.count() == 2
-    assert one_current_per_identity(Item)
+    assert_one_current_per_identity(Item)
 
 
 def test_a_copy_of_a_historical_row_is_a_new_current_object():
@@ -403,7 +392,7 @@ def test_a_copy_of_a_historical_row_is_a_new_current_object():
     assert clone.identity != example.identity
     assert (clone.version, clone.valid_to, clone.data) == (1, None, "v1")
     assert versions(example, "data") == [(1, "v1", False), (2, "v2", True)]
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_a_copy_of_a_deleted_objects_last_row_is_a_new_object():
@@ -429,7 +418,7 @@ def test_a_copy_saved_through_a_model_form():
     saved = form.save()
     assert Example.objects.count() == 2
     assert saved.identity != Example.objects.get(data="original").identity
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_update_or_create_after_a_copy_edits_the_copy():
@@ -446,7 +435,7 @@ def test_update_or_create_after_a_copy_edits_the_copy():
         "copy 2",
         "original",
     ]
-    assert one_current_per_identity(Example)
+    assert_one_current_per_identity(Example)
 
 
 def test_a_deepcopy_saved_after_the_original_is_stale_not_a_copy():
@@ -472,7 +461,8 @@ def test_a_copy_inside_an_atomic_that_rolls_back_then_saved_again():
     clone.data = "copy again"
     with pytest.raises(StaleVersionError):
         clone.save()
-    assert Example.objects.count() == 1 and one_current_per_identity(Example)
+    assert Example.objects.count() == 1
+    assert_one_current_per_identity(Example)
 
 
 # 3. One-to-one keys to versioned models ------------------------------------------
@@ -503,33 +493,37 @@ def test_a_protected_one_to_one_referrer_refuses_a_delete_and_nothing_changes():
     assert Restaurant.objects.get().place_id == place.pk
 
 
-def test_a_set_null_one_to_one_referrer_loaded_before_the_delete_never_writes_back():
-    child = Child.objects.create(data="c")
-    Parent.objects.create(child=child)
-    parent = Parent.objects.get()
-    child.delete()
-    assert Parent.objects.get().child_id is None
-    try:
-        parent.save()
-    except Exception:  # noqa: BLE001 -- refusing is as good as following
-        pass
-    key = Parent.objects.get().child_id
-    assert key is None or Child.objects.filter(pk=key).exists()
+def given_club(model):
+    return lambda: model.objects.create(club=Club.objects.create(name="c"))
 
 
-def test_a_set_null_plain_fk_referrer_loaded_before_the_delete_never_writes_back():
-    """The same with a many-to-one key, for comparison."""
-    club = Club.objects.create(name="c")
-    Scarf.objects.create(club=club)
-    scarf = Scarf.objects.get()
-    club.delete()
-    assert Scarf.objects.get().club_id is None
-    try:
-        scarf.save()
-    except Exception:  # noqa: BLE001 -- refusing is as good as following
-        pass
-    key = Scarf.objects.get().club_id
-    assert key is None or Club.objects.filter(pk=key).exists()
+@pytest.mark.parametrize(
+    "make, key, becomes",
+    [
+        # A plain one-to-one (Parent.child) and plain foreign keys to clubs:
+        # SET_NULL, SET_DEFAULT and SET() to the free agents' club.
+        (
+            lambda: Parent.objects.create(child=Child.objects.create(data="c")),
+            "child",
+            lambda: None,
+        ),
+        (given_club(Scarf), "club", lambda: None),
+        (given_club(Kit), "club", free_agents),
+        (given_club(Banner), "club", free_agents),
+    ],
+    ids=["one-to-one SET_NULL", "SET_NULL", "SET_DEFAULT", "SET()"],
+)
+def test_a_referrer_loaded_before_the_delete_gets_what_the_delete_gave(
+    make, key, becomes
+):
+    Club.objects.create(name="free agents")
+    made = make()
+    referrer = type(made).objects.get()  # holds the target's key
+    getattr(made, key).delete()
+    referrer.save()
+    expected = becomes()
+    assert getattr(type(made).objects.get(), f"{key}_id") == expected
+    assert getattr(referrer, f"{key}_id") == expected
 
 
 def test_the_reverse_one_to_one_from_an_as_of_object():

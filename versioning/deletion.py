@@ -42,6 +42,8 @@ from django.db.models import Q, sql
 from django.db.models.deletion import (
     CASCADE,
     DO_NOTHING,
+    PROTECT,
+    RESTRICT,
     SET_DEFAULT,
     SET_NULL,
     Collector,
@@ -52,7 +54,7 @@ from django.utils import timezone
 
 from . import writes
 from .exceptions import HistoricalVersionError, StaleVersionError
-from .fixup import referring_fields
+from .fixup import DELETED, referring_fields
 from .statements import batch_size, chunked, close_rows, plain_rows
 from .tracking import is_versioned
 
@@ -81,6 +83,31 @@ def on_delete_of(field: models.ForeignKey) -> Callable[..., None]:
     if hasattr(on_delete, "on_delete_sql"):  # DB_CASCADE, DB_SET_NULL...
         return DATABASE_ACTIONS.get(getattr(on_delete, "operation", ""), on_delete)
     return cast(Callable[..., None], on_delete)
+
+
+class SetKeyRecorder:
+    """Stands in for Django's collector: what a SET handler sets the key to."""
+
+    def __init__(self) -> None:
+        self.value: Any = DELETED
+
+    def add_field_update(self, field: Any, value: Any, objs: Any) -> None:
+        self.value = value
+
+
+def key_set_on_delete(field: models.ForeignKey, using: str) -> Any:
+    """
+    The key a delete of its target gives a referrer through ``field``, as its
+    on_delete computes it (SET_NULL, SET_DEFAULT, SET(...)), or DELETED when
+    the key stays on the deleted object's last row (DO_NOTHING, or a referrer
+    the delete would have deleted or been refused by).
+    """
+    on_delete = on_delete_of(field)
+    if on_delete in (CASCADE, PROTECT, RESTRICT, DO_NOTHING):
+        return DELETED
+    recorder = SetKeyRecorder()
+    on_delete(recorder, field, [], using)
+    return recorder.value
 
 
 def applies_on_delete(model: type[models.Model]) -> bool:

@@ -22,7 +22,7 @@ from django.db.models.signals import post_save, pre_save
 from . import transactions
 from .exceptions import HistoricalVersionError, StaleVersionError
 from .fields import PinnedForeignKey
-from .tracking import is_versioned, update_loaded_value
+from .tracking import is_expression, is_versioned, update_loaded_value
 from .transactions import CommitConfirmation
 
 
@@ -430,39 +430,23 @@ def follow_written_keys(
         if current is DELETED:
             # The key was loaded before its object was deleted: what the
             # delete set on the referrers it found applies to this one too.
-            current = value_set_on_delete(field)
+            from .deletion import key_set_on_delete  # deletion imports fixup
+
+            current = key_set_on_delete(field, using)
             if current is DELETED:
                 continue
         elif current is None:
             continue
         rows: models.QuerySet = models.QuerySet(model=sender, using=using)
         rows.filter(pk=instance.pk).update(**{field.attname: current})
+        if is_expression(current):  # a database default (Django 6.1)
+            current = rows.values_list(field.attname, flat=True).get(pk=instance.pk)
         setattr(instance, field.attname, current)
         update_loaded_value(instance, field.attname, current)
 
 
 #: What names a closed row whose object was deleted: there is no current pk.
 DELETED = object()
-
-
-def value_set_on_delete(field: models.ForeignKey) -> Any:
-    """
-    The key a delete of the target gives a referrer through ``field``
-    (SET_NULL, SET_DEFAULT, SET(...)), or DELETED when it keeps naming the
-    deleted object's last row.
-    """
-    on_delete = field.remote_field.on_delete
-    if on_delete is models.SET_NULL:
-        return None
-    if on_delete is models.SET_DEFAULT:
-        return field.get_default()
-    deconstruct = getattr(on_delete, "deconstruct", None)
-    if deconstruct is not None:
-        path, args, _ = deconstruct()
-        if path == "django.db.models.SET" and len(args) == 1:
-            value = args[0]() if callable(args[0]) else args[0]
-            return value.pk if isinstance(value, models.Model) else value
-    return DELETED
 
 
 def current_pk_if_moved(target: Any, key: Any, using: str) -> Any:
